@@ -1,0 +1,1 @@
+"""Recipes that assemble, train, decode and export skipseq models."""

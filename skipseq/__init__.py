@@ -1,0 +1,7 @@
+"""skipseq: Keras 3 sequence models built around skip connections."""
+
+from skipseq import data, layers
+
+__version__ = "0.1.0"
+
+__all__ = ["data", "layers", "__version__"]
