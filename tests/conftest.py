@@ -13,4 +13,4 @@ def _restore_keras_globals():
     policy = keras.config.dtype_policy()
     yield
     keras.config.set_dtype_policy(policy)
-    keras.utils.clear_session()
+    keras.utils.clear_session(free_memory=False)
