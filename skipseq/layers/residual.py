@@ -90,7 +90,9 @@ class Residual(keras.layers.Layer):
         inputs: tensor `x` of shape `(batch, ..., width)`.
         mask: optional mask for `x`, passed to the sublayer.
         training: Python bool, whether dropout and stochastic depth act.
-        **kwargs: passed to the sublayer's call.
+        **kwargs: passed to the sublayer's call. Keras traces these as one
+            nested argument, so they must all be tensors (or `None`):
+            pass an index as `ops.convert_to_tensor(i, "int32")`.
 
     Returns:
         `y`, of shape `(batch, ..., branch_width)`, or `(y, *extras)` when

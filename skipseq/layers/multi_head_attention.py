@@ -1,0 +1,319 @@
+"""Multi-head attention with a fixed-shape key/value cache."""
+
+import keras
+from keras import ops
+
+from skipseq.layers import _checks
+
+# Masked scores are replaced (not offset) by this value before a float32
+# softmax: far below any real score, yet finite, so a fully masked row
+# gives a uniform distribution instead of NaN.
+MASK_VALUE = -1e9
+
+
+def implicit_mask(inputs):
+    """The padding mask Keras attached to `inputs` (or `None`).
+
+    Keras 3 sets it on layer outputs (e.g. after `Embedding(mask_zero=True)`)
+    and offers no public getter for it.
+    """
+    if inputs is None:
+        return None
+    from keras.src.backend import get_keras_mask
+
+    return get_keras_mask(inputs)
+
+
+def causal_mask(query_length, key_length, start_index=0):
+    """Bool mask `(1, query_length, key_length)`, True where key <= query.
+
+    Query `t` sits at absolute position `start_index + t`, so the same
+    mask serves a full forward pass (`start_index=0`) and a cached step
+    that attends over a cache of length `key_length`.
+    """
+    query_positions = ops.arange(query_length) + start_index
+    key_positions = ops.arange(key_length)
+    mask = ops.expand_dims(key_positions, 0) <= ops.expand_dims(
+        query_positions, 1
+    )
+    return ops.expand_dims(mask, 0)
+
+
+def merge_masks(*masks):
+    """Logical AND of bool masks (`None` entries skipped); `None` if none."""
+    merged = None
+    for mask in masks:
+        if mask is None:
+            continue
+        mask = ops.cast(mask, "bool")
+        merged = mask if merged is None else ops.logical_and(merged, mask)
+    return merged
+
+
+def padding_to_attention_mask(padding_mask):
+    """Key padding mask `(batch, keys)` to attention mask `(batch, 1, keys)`."""
+    if padding_mask is None:
+        return None
+    return ops.expand_dims(ops.cast(padding_mask, "bool"), 1)
+
+
+def concatenated_initializer(initializers):
+    """One initialiser for kernels concatenated on the last axis.
+
+    Each part is drawn on its own with shape `(fan_in, width / parts)`, so
+    fan-based initialisers see the fans of one projection, not their sum.
+    """
+    if len(initializers) == 1:
+        return initializers[0]
+
+    def initialize(shape, dtype=None):
+        parts = len(initializers)
+        part_shape = tuple(shape[:-1]) + (shape[-1] // parts,)
+        return ops.concatenate(
+            [init(part_shape, dtype=dtype) for init in initializers], -1
+        )
+
+    return initialize
+
+
+@keras.saving.register_keras_serializable(package="skipseq")
+class CachedMultiHeadAttention(keras.layers.Layer):
+    """Multi-head attention with a fixed-shape key/value cache.
+
+    Self-attention (the layer is built without a source) projects the
+    queries, keys and values with one fused kernel; cross-attention (built
+    with a source shape) projects queries from the target and keys and
+    values from the source:
+
+    ```
+    head_i = softmax(Q_i K_i^T / sqrt(head_dim) + mask) V_i
+    y      = concat(head_1, ..., head_h) W_o + b_o
+    ```
+
+    Scores are masked and normalised in float32, so a fully masked row
+    gives finite (uniform) weights under mixed precision. Dropout applies
+    to the attention weights after masking, so it cannot undo a mask.
+
+    Incremental decoding. A self-attention cache is a dict
+    `{"key": k, "value": v}` of tensors `(batch, max_length, num_heads,
+    head_dim)`. Called with `cache` and `cache_index`, the layer writes the
+    keys and values of its `T` query steps at `cache_index` with a dynamic
+    update slice, attends over the whole cache (the caller's mask hides
+    slots not written yet) and returns `(outputs, new_cache)`. Shapes never
+    change, so a compiled decode step is traced once. For cross-attention,
+    `cache` holds keys and values precomputed by `compute_key_value(source)`
+    and the layer returns the outputs alone.
+
+    Args:
+        num_heads: int, number of attention heads; must divide the width.
+        dropout: float in [0, 1), dropout on the attention weights.
+            Defaults to `0.0`.
+        use_bias: bool, whether projections have biases. Defaults to `True`.
+        kernel_initializer: initialiser of the query and key kernels (and of
+            the others unless `value_kernel_initializer` is set). Defaults
+            to `"glorot_uniform"`.
+        value_kernel_initializer: optional initialiser of the value and
+            output kernels (DeepNorm scales these). Defaults to `None`, the
+            same as `kernel_initializer`.
+        seed: optional int seed for dropout.
+        **kwargs: base layer arguments such as `name` and `dtype`.
+
+    Call arguments:
+        query: tensor `(batch, T, width)`.
+        source: tensor `(batch, S, source_width)` for cross-attention, or
+            `None` for self-attention.
+        attention_mask: optional bool tensor broadcastable to
+            `(batch, T, S)`, True where a query may attend to a key.
+        cache: optional dict `{"key", "value"}`, see above.
+        cache_index: int or scalar int tensor, where a self-attention step
+            starts in the cache.
+        training: Python bool, whether dropout acts.
+
+    Returns:
+        `(batch, T, width)`, or `(outputs, cache)` for a cached
+        self-attention step.
+
+    Example:
+
+    >>> import numpy as np
+    >>> attention = CachedMultiHeadAttention(num_heads=2)
+    >>> tuple(attention(np.ones((2, 5, 8), "float32")).shape)
+    (2, 5, 8)
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        dropout=0.0,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        value_kernel_initializer=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _checks.positive_int("num_heads", num_heads)
+        _checks.rate("dropout", dropout)
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.value_kernel_initializer = (
+            None
+            if value_kernel_initializer is None
+            else keras.initializers.get(value_kernel_initializer)
+        )
+        self.seed = seed
+        self.attention_dropout = keras.layers.Dropout(
+            dropout, seed=seed, name="attention_dropout"
+        )
+        self.is_cross_attention = False
+        # Keys are masked through `attention_mask`; the Keras mask of the
+        # query passes through unchanged.
+        self.supports_masking = True
+
+    def _kernel(self, name, shape, initializers):
+        return self.add_weight(
+            name=name,
+            shape=shape,
+            initializer=concatenated_initializer(initializers),
+        )
+
+    def _bias(self, name, width):
+        if not self.use_bias:
+            return None
+        return self.add_weight(name=name, shape=(width,), initializer="zeros")
+
+    def build(self, query_shape, source_shape=None):
+        width = query_shape[-1]
+        if width % self.num_heads:
+            raise ValueError(
+                "Argument `num_heads` must divide the width of the query, "
+                f"but the width is {width}. Received: "
+                f"num_heads={self.num_heads}"
+            )
+        self.width = width
+        self.head_dim = width // self.num_heads
+        qk_init = self.kernel_initializer
+        v_init = self.value_kernel_initializer or qk_init
+        if source_shape is None:
+            # One (width, 3 * width) kernel: q, k and v in a single matmul.
+            self.qkv_kernel = self._kernel(
+                "qkv_kernel", (width, 3 * width), [qk_init, qk_init, v_init]
+            )
+            self.qkv_bias = self._bias("qkv_bias", 3 * width)
+        else:
+            self.is_cross_attention = True
+            self.query_kernel = self._kernel(
+                "query_kernel", (width, width), [qk_init]
+            )
+            self.query_bias = self._bias("query_bias", width)
+            self.key_value_kernel = self._kernel(
+                "key_value_kernel",
+                (source_shape[-1], 2 * width),
+                [qk_init, v_init],
+            )
+            self.key_value_bias = self._bias("key_value_bias", 2 * width)
+        self.output_kernel = self._kernel(
+            "output_kernel", (width, width), [v_init]
+        )
+        self.output_bias = self._bias("output_bias", width)
+        self.built = True
+
+    def _project(self, inputs, kernel, bias, parts):
+        # (batch, T, width_in) -> (batch, T, parts, heads, head_dim)
+        outputs = ops.matmul(inputs, kernel)
+        if bias is not None:
+            outputs = outputs + bias
+        batch, length = ops.shape(inputs)[0], ops.shape(inputs)[1]
+        return ops.reshape(
+            outputs, (batch, length, parts, self.num_heads, self.head_dim)
+        )
+
+    def compute_key_value(self, source):
+        """Keys and values of `source`, each `(batch, S, heads, head_dim)`.
+
+        Computed once per source sequence and passed back as `cache` at
+        every decoding step of a cross-attention layer.
+        """
+        # A direct method call skips Keras' autocast of the inputs.
+        source = ops.cast(source, self.compute_dtype)
+        key_value = self._project(
+            source, self.key_value_kernel, self.key_value_bias, 2
+        )
+        return {"key": key_value[:, :, 0], "value": key_value[:, :, 1]}
+
+    def call(
+        self,
+        query,
+        source=None,
+        attention_mask=None,
+        cache=None,
+        cache_index=None,
+        training=None,
+    ):
+        if self.is_cross_attention:
+            q = self._project(query, self.query_kernel, self.query_bias, 1)
+            q = q[:, :, 0]
+            if cache is None:
+                cache = self.compute_key_value(source)
+            k, v = cache["key"], cache["value"]
+        else:
+            qkv = self._project(query, self.qkv_kernel, self.qkv_bias, 3)
+            q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+            if cache is not None:
+                if cache_index is None:
+                    raise ValueError(
+                        "A self-attention `cache` needs `cache_index`. "
+                        "Received: cache_index=None"
+                    )
+                start = [0, cache_index, 0, 0]
+                k = ops.slice_update(cache["key"], start, k)
+                v = ops.slice_update(cache["value"], start, v)
+                cache = {"key": k, "value": v}
+
+        # Scale q before the product: cheaper than scaling the scores and
+        # keeps float16 products small.
+        q = q * ops.cast(1.0 / self.head_dim**0.5, q.dtype)
+        # (batch, heads, T, S), normalised in float32.
+        scores = ops.cast(ops.einsum("bthd,bshd->bhts", q, k), "float32")
+        if attention_mask is not None:
+            mask = ops.expand_dims(ops.cast(attention_mask, "bool"), 1)
+            scores = ops.where(mask, scores, MASK_VALUE)
+        weights = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
+        weights = self.attention_dropout(weights, training=training)
+
+        outputs = ops.einsum("bhts,bshd->bthd", weights, v)
+        batch, length = ops.shape(query)[0], ops.shape(query)[1]
+        outputs = ops.reshape(outputs, (batch, length, self.width))
+        outputs = ops.matmul(outputs, self.output_kernel)
+        if self.output_bias is not None:
+            outputs = outputs + self.output_bias
+
+        if cache is not None and not self.is_cross_attention:
+            return outputs, cache
+        return outputs
+
+    def compute_output_shape(self, query_shape, source_shape=None):
+        return tuple(query_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        value_init = self.value_kernel_initializer
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "dropout": self.dropout,
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "value_kernel_initializer": (
+                    None
+                    if value_init is None
+                    else keras.initializers.serialize(value_init)
+                ),
+                "seed": self.seed,
+            }
+        )
+        return config
