@@ -369,3 +369,30 @@ def test_docstring_examples_run():
             runner.run(test)
     assert runner.failures == 0
     assert runner.tries == 8
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_layer_dtype_policy_reaches_inner_layers(policy):
+    # The policy is given to this layer only, not set globally: inner
+    # layers (projection, gate, norms) must follow it or the sum mixes
+    # float16 and float32.
+    block = Residual(
+        keras.layers.Dense(6, dtype=policy),
+        scaling="highway",
+        norm_position="sandwich",
+        dtype=policy,
+    )
+    y = block(X)
+    assert keras.backend.standardize_dtype(y.dtype) == policy[len("mixed_") :]
+    assert block.skip_projection.compute_dtype == policy[len("mixed_") :]
+    assert block.skip_projection.variable_dtype == "float32"
+    expected = Residual(
+        keras.layers.Dense(6), scaling="highway", norm_position="sandwich"
+    )
+    expected.build(X.shape)
+    expected.set_weights(block.get_weights())
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras.ops.cast(y, "float32")),
+        keras.ops.convert_to_numpy(expected(X)),
+        atol=0.05,
+    )

@@ -17,11 +17,16 @@ SCALINGS = (None, "rezero", "deepnorm", "highway")
 HIGHWAY_GATE_BIAS = -2.0
 
 
-def make_norm(norm, epsilon, name):
-    """Return the normalisation layer called `norm` ("layer" or "rms")."""
+def make_norm(norm, epsilon, name, dtype=None):
+    """Return the normalisation layer called `norm` ("layer" or "rms").
+
+    Both Keras layers compute in float32 under a mixed precision policy.
+    """
     if norm == "layer":
-        return keras.layers.LayerNormalization(epsilon=epsilon, name=name)
-    return keras.layers.RMSNormalization(epsilon=epsilon, name=name)
+        cls = keras.layers.LayerNormalization
+    else:
+        cls = keras.layers.RMSNormalization
+    return cls(epsilon=epsilon, name=name, dtype=dtype)
 
 
 def call_accepts(layer, argument):
@@ -163,7 +168,7 @@ class Residual(keras.layers.Layer):
         self._sublayer_takes_mask = call_accepts(sublayer, "mask")
         self._sublayer_takes_training = call_accepts(sublayer, "training")
         self.branch_dropout = keras.layers.Dropout(
-            dropout, seed=seed, name="branch_dropout"
+            dropout, seed=seed, name="branch_dropout", dtype=self.dtype_policy
         )
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.input_norm = None
@@ -195,16 +200,23 @@ class Residual(keras.layers.Layer):
         )
         if project:
             self.skip_projection = keras.layers.Dense(
-                output_width, use_bias=False, name="skip_projection"
+                output_width,
+                use_bias=False,
+                name="skip_projection",
+                dtype=self.dtype_policy,
             )
             self.skip_projection.build(input_shape)
 
         eps = self.layer_norm_epsilon
         if self.norm_position in ("pre", "sandwich"):
-            self.input_norm = make_norm(self.norm, eps, "input_norm")
+            self.input_norm = make_norm(
+                self.norm, eps, "input_norm", self.dtype_policy
+            )
             self.input_norm.build(input_shape)
         if self.norm_position in ("post", "sandwich"):
-            self.output_norm = make_norm(self.norm, eps, "output_norm")
+            self.output_norm = make_norm(
+                self.norm, eps, "output_norm", self.dtype_policy
+            )
             self.output_norm.build(tuple(output_shape))
 
         if self.scaling == "rezero":
@@ -217,6 +229,7 @@ class Residual(keras.layers.Layer):
                 activation="sigmoid",
                 bias_initializer=keras.initializers.Constant(HIGHWAY_GATE_BIAS),
                 name="gate",
+                dtype=self.dtype_policy,
             )
             self.gate.build(input_shape)
         self.built = True
