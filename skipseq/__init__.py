@@ -1,7 +1,7 @@
 """skipseq: Keras 3 sequence models built around skip connections."""
 
-from skipseq import data, decoding, layers
+from skipseq import data, decoding, diagnostics, layers
 
 __version__ = "0.1.0"
 
-__all__ = ["data", "decoding", "layers", "__version__"]
+__all__ = ["data", "decoding", "diagnostics", "layers", "__version__"]
