@@ -459,3 +459,25 @@ def test_real_get_file_with_local_url(tmp_path, monkeypatch):
     )
     assert path.read_bytes() == TOY_TEXT
     assert os.listdir(path.parent) == ["sample.txt"]
+
+
+def test_get_path_names_bad_option_types(tmp_path):
+    with pytest.raises(ValueError, match=r"download='no'"):
+        data.get_path("multi30k", "val", "en", download="no")
+    with pytest.raises(ValueError, match=r"data_dir=3"):
+        data.get_path("multi30k", "val", "en", data_dir=3)
+    with pytest.raises(ValueError, match=r"cache_dir=3"):
+        data.get_path("multi30k", "val", "en", cache_dir=3)
+
+
+def test_missing_mirror_folder_is_named(tmp_path, monkeypatch):
+    # A mistyped SKIPSEQ_DATA_DIR: the message says the folder is missing.
+    missing = tmp_path / "no_such_mirror"
+    monkeypatch.setenv(fetch.MIRROR_ENV_VAR, str(missing))
+    with pytest.raises(
+        data.DatasetNotFoundError,
+        match=r"the mirror folder itself is missing",
+    ):
+        data.get_path(
+            "multi30k", "val", "en", download=False, cache_dir=tmp_path
+        )

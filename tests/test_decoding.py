@@ -524,3 +524,29 @@ def test_xla_equals_eager_and_does_not_retrace():
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_public_helpers_check_their_arguments():
+    logits = tf.zeros((2, 3))
+    with pytest.raises(ValueError, match=r"top_k=0"):
+        decoding.filter_top_k(logits, 0)
+    with pytest.raises(ValueError, match=r"top_k='2'"):
+        decoding.filter_top_k(logits, "2")
+    with pytest.raises(ValueError, match=r"top_p=0"):
+        decoding.filter_top_p(logits, 0)
+    with pytest.raises(ValueError, match=r"top_p=2"):
+        decoding.filter_top_p(logits, 2)
+    with pytest.raises(ValueError, match=r"beam_size=0"):
+        decoding.tile_beams(logits, 0)
+    with pytest.raises(ValueError, match=r"beam_size=0"):
+        decoding.unflatten_beams(logits, 0)
+
+
+def test_float_prompt_length_is_rejected():
+    def step_fn(tokens, state, index):
+        return tf.zeros((tf.shape(tokens)[0], 3)), state
+
+    with pytest.raises(ValueError, match=r"prompt_length=2.0"):
+        decoding.greedy_search(
+            step_fn, tf.zeros((1, 3), "int32"), (), 5, prompt_length=2.0
+        )

@@ -73,6 +73,20 @@ FORMULAS = {
         dict(norm_position="none", dropout=0.5, stochastic_depth_rate=0.5),
         lambda x: x + f(x),
     ),
+    # Without a skip only the branch and its normalisations remain.
+    "no_skip_post": (
+        dict(skip="none", norm_position="post"),
+        lambda x: layer_norm(f(x)),
+    ),
+    "no_skip_pre": (
+        dict(skip="none", norm_position="pre"),
+        lambda x: f(layer_norm(x)),
+    ),
+    "no_skip_sandwich": (
+        dict(skip="none", norm_position="sandwich"),
+        lambda x: layer_norm(f(layer_norm(x))),
+    ),
+    "no_skip_none": (dict(skip="none", norm_position="none"), f),
 }
 
 
@@ -133,6 +147,16 @@ def test_projection_on_request_with_equal_widths():
     (projection,) = block.skip_projection.get_weights()
     got = keras.ops.convert_to_numpy(block(X))
     np.testing.assert_allclose(got, X @ projection + f(X), rtol=1e-5, atol=1e-5)
+
+
+def test_no_skip_may_change_the_width_without_a_projection():
+    kernel = RNG.normal(size=(WIDTH, 6)).astype("float32")
+    bias = RNG.normal(size=(6,)).astype("float32")
+    block = Residual(dense(kernel, bias), skip="none", norm_position="none")
+    block.build(X.shape)
+    assert block.skip_projection is None
+    got = keras.ops.convert_to_numpy(block(X))
+    np.testing.assert_allclose(got, f(X, kernel, bias), rtol=1e-5, atol=1e-5)
 
 
 def test_identity_skip_with_equal_widths_has_no_projection():
@@ -277,6 +301,7 @@ VARIANTS = {
     "highway": dict(scaling="highway"),
     "projection": dict(skip="projection", dropout=0.1),
     "stochastic": dict(stochastic_depth_rate=0.2, seed=3),
+    "no_skip": dict(skip="none", norm_position="post", dropout=0.1),
 }
 
 
@@ -339,6 +364,14 @@ BAD_ARGUMENTS = {
         "norm_position='pre'",
     ),
     "alpha_without_deepnorm": (dict(alpha=2.0), "alpha=2.0"),
+    "no_skip_with_scaling": (
+        dict(skip="none", scaling="rezero", norm_position="none"),
+        "skip='none', scaling='rezero'",
+    ),
+    "no_skip_with_stochastic_depth": (
+        dict(skip="none", stochastic_depth_rate=0.1),
+        "skip='none', stochastic_depth_rate=0.1",
+    ),
     "zero_epsilon": (dict(layer_norm_epsilon=0), "layer_norm_epsilon=0"),
 }
 

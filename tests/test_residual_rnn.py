@@ -336,3 +336,18 @@ def test_docstring_example():
         runner.run(test)
     assert runner.failures == 0
     assert runner.tries > 0
+
+
+def test_bad_arguments_and_inputs_are_named():
+    with pytest.raises(ValueError, match=r"seed='s'"):
+        ResidualRNN(num_layers=3, units=8, seed="s")
+    with pytest.raises(ValueError, match=r"return_sequences='no'"):
+        ResidualRNN(num_layers=2, units=8, return_sequences="no")
+    stack = ResidualRNN("lstm", num_layers=2, units=8)
+    x = np.ones((2, 5, 4), "float32")
+    with pytest.raises(ValueError, match=r"initial_state\[0\].shape=\(2, 6\)"):
+        stack(x, initial_state=[np.zeros((2, 6), "float32")] * 4)
+    with pytest.raises(ValueError, match=r"initial_state\[0\].shape=\(3, 8\)"):
+        stack(x, initial_state=[np.zeros((3, 8), "float32")] * 4)
+    with pytest.raises(ValueError, match=r"mask.shape=\(2, 4\)"):
+        stack(x, mask=np.ones((2, 4), bool))

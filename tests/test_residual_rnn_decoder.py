@@ -208,3 +208,21 @@ def test_docstring_example():
         runner.run(test)
     assert runner.failures == 0
     assert runner.tries > 0
+
+
+def test_bad_states_and_sources_are_named():
+    with pytest.raises(ValueError, match=r"output_context='yes'"):
+        ResidualRNNDecoder(num_layers=2, units=8, output_context="yes")
+    decoder = ResidualRNNDecoder("lstm", num_layers=3, units=8)
+    source = np.ones((2, 7, 8), "float32")
+    x = np.ones((2, 5, 4), "float32")
+    decoder(x, source)
+    # `step` names its own argument, `states`.
+    with pytest.raises(ValueError, match=r"`states` must hold 6 tensors"):
+        decoder.step(
+            np.ones((2, 4), "float32"), decoder.initial_states(2)[:3], source
+        )
+    with pytest.raises(ValueError, match=r"initial_state\[0\].shape=\(2, 5\)"):
+        decoder(x, source, initial_state=[np.zeros((2, 5), "float32")] * 6)
+    with pytest.raises(ValueError, match=r"value.shape=\(3, 7, 8\)"):
+        decoder(x, np.ones((3, 7, 8), "float32"))

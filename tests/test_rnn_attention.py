@@ -122,3 +122,17 @@ def test_docstring_example():
         runner.run(test)
     assert runner.failures == 0
     assert runner.tries > 0
+
+
+def test_bad_shapes_are_named():
+    source = np.ones((2, 7, 8), "float32")
+    with pytest.raises(ValueError, match=r"query.shape=\(4,\)"):
+        RNNAttention("general")(np.ones((4,), "float32"), source)
+    with pytest.raises(ValueError, match=r"value.shape=\(2, 7, 8\)"):
+        RNNAttention("general")(np.ones((3, 3, 4), "float32"), source)
+    with pytest.raises(ValueError, match=r"value_mask.shape=\(2, 5\)"):
+        RNNAttention("general")(
+            np.ones((2, 3, 4), "float32"),
+            source,
+            value_mask=np.ones((2, 5), bool),
+        )

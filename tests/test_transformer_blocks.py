@@ -1,6 +1,7 @@
 """Transformer blocks: formulas, DeepNorm, argument checks, configs."""
 
 import doctest
+import re
 
 import keras
 import numpy as np
@@ -357,3 +358,99 @@ def test_configs_are_complete_and_round_trip():
 def test_docstring_examples_run(module):
     failures, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert failures == 0
+
+
+# User mistakes are reported with the argument and its value, not by a
+# failing TensorFlow kernel or a silently clamped result.
+X = np.ones((2, 5, 8), "float32")
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: FeedForward(8, use_bias="no"), "use_bias='no'"),
+        (
+            lambda: CachedMultiHeadAttention(2, use_bias="no"),
+            "use_bias='no'",
+        ),
+        (
+            lambda: TokenAndPositionEmbedding(10, 5, 8, mask_zero="yes"),
+            "mask_zero='yes'",
+        ),
+        (
+            lambda: TransformerEncoderBlock(32, 2, normalize_first="yes"),
+            "normalize_first='yes'",
+        ),
+        (lambda: TransformerEncoderBlock(32, 2, seed="s"), "seed='s'"),
+        (lambda: TransformerDecoder(2, 32, 2, seed="s"), "seed='s'"),
+        (
+            lambda: TransformerDecoder(2, 32, 2, activation="tanh"),
+            "activation='tanh'",
+        ),
+        (lambda: TransformerDecoder(2, 32, 2, norm="batch"), "norm='batch'"),
+        (
+            lambda: TransformerDecoder(2, 32, 2, layer_norm_epsilon=-1),
+            "layer_norm_epsilon=-1",
+        ),
+    ],
+)
+def test_bad_constructor_arguments_are_named(make, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make()
+
+
+def test_attention_rejects_wrong_rank_and_batch():
+    with pytest.raises(ValueError, match=r"`query` must have rank 3.*\(2, 8\)"):
+        CachedMultiHeadAttention(2)(np.ones((2, 8), "float32"))
+    with pytest.raises(
+        ValueError, match=r"same batch size.*source.shape=\(3, 7, 8\)"
+    ):
+        TransformerDecoder(1, 16, 2)(X, np.ones((3, 7, 8), "float32"))
+
+
+def test_masks_of_the_wrong_shape_are_named():
+    block = TransformerEncoderBlock(16, 2)
+    with pytest.raises(
+        ValueError, match=r"`padding_mask` must have shape \(2, 5\)"
+    ):
+        block(X, padding_mask=np.ones((2, 4), bool))
+    with pytest.raises(
+        ValueError, match=r"`attention_mask` must broadcast.*\(2, 5, 4\)"
+    ):
+        block(X, attention_mask=np.ones((2, 5, 4), bool))
+    with pytest.raises(ValueError, match=r"`encoder_padding_mask`.*\(2, 6\)"):
+        TransformerDecoder(1, 16, 2)(
+            X,
+            np.ones((2, 7, 8), "float32"),
+            encoder_padding_mask=np.ones((2, 6), bool),
+        )
+
+
+def test_cached_attention_rejects_an_index_past_the_cache():
+    # A dynamic update slice would clamp the index and overwrite slot 3.
+    attention = CachedMultiHeadAttention(2)
+    attention(X)
+    cache = {
+        "key": np.zeros((2, 4, 2, 4), "float32"),
+        "value": np.zeros((2, 4, 2, 4), "float32"),
+    }
+    with pytest.raises(
+        ValueError, match=r"`cache_index` must lie in \[0, 3\].*cache_index=6"
+    ):
+        attention(X[:, :1], cache=cache, cache_index=6)
+
+
+def test_embedding_reports_bad_tokens_and_positions():
+    embed = TokenAndPositionEmbedding(10, 5, 8)
+    with pytest.raises(ValueError, match=r"inputs.dtype=float32"):
+        embed(np.ones((2, 3), "float32"))
+    with pytest.raises(ValueError, match=r"inputs.shape=\(2, 3, 1\)"):
+        embed(np.ones((2, 3, 1), "int32"))
+    with pytest.raises(
+        ValueError, match=r"below sequence_length=5.*inputs.shape=\(2, 9\)"
+    ):
+        embed(np.ones((2, 9), "int32"))
+    with pytest.raises(ValueError, match=r"start_index=7"):
+        embed(np.ones((2, 1), "int32"), start_index=7)
+    with pytest.raises(ValueError, match=r"embedding_dim=8.*\(1, 2, 6\)"):
+        embed(np.ones((1, 2, 6), "float32"), reverse=True)

@@ -169,3 +169,58 @@ def test_init_cache_requires_encoder_outputs_for_cross_attention():
         decoder.init_cache(BATCH, TARGET)
     with pytest.raises(ValueError, match="unbuilt"):
         TransformerDecoder(1, HIDDEN, HEADS).init_cache(BATCH, TARGET)
+
+
+def _built_decoder():
+    decoder = TransformerDecoder(2, 16, num_heads=2)
+    source = np.ones((2, 7, 8), "float32")
+    decoder(np.ones((2, 4, 8), "float32"), source)
+    return decoder, source
+
+
+@pytest.mark.parametrize("index", [4, 10, -1])
+def test_call_with_cache_rejects_an_index_outside_the_cache(index):
+    # Before, the update slice clamped the index and gave wrong outputs.
+    decoder, source = _built_decoder()
+    cache = decoder.init_cache(2, 4, encoder_outputs=source)
+    step = np.ones((2, 1, 8), "float32")
+    with pytest.raises(
+        ValueError, match=rf"lie in \[0, 3\].*cache_index={index}"
+    ):
+        decoder.call_with_cache(step, cache, index)
+
+
+def test_call_with_cache_names_bad_arguments():
+    decoder, source = _built_decoder()
+    cache = decoder.init_cache(2, 4, encoder_outputs=source)
+    step = np.ones((2, 1, 8), "float32")
+    with pytest.raises(ValueError, match=r"cache_index='0'"):
+        decoder.call_with_cache(step, cache, "0")
+    with pytest.raises(ValueError, match=r"Received: cache=None"):
+        decoder.call_with_cache(step, None, 0)
+    with pytest.raises(ValueError, match=r"a dict with keys \['self_key'\]"):
+        decoder.call_with_cache(step, {"self_key": cache["self_key"]}, 0)
+    with pytest.raises(ValueError, match=r"inputs.shape=\(3, 1, 8\)"):
+        decoder.call_with_cache(np.ones((3, 1, 8), "float32"), cache, 0)
+    with pytest.raises(ValueError, match=r"The 5 steps do not fit"):
+        decoder.call_with_cache(np.ones((2, 5, 8), "float32"), cache, 0)
+    with pytest.raises(
+        ValueError, match=r"decoder_padding_mask.shape=\(2, 1\)"
+    ):
+        decoder.call_with_cache(
+            step, cache, 0, decoder_padding_mask=np.ones((2, 1), bool)
+        )
+    with pytest.raises(ValueError, match="before `call_with_cache`"):
+        TransformerDecoder(1, 16, 2).call_with_cache(step, cache, 0)
+
+
+def test_init_cache_names_bad_arguments():
+    decoder, source = _built_decoder()
+    with pytest.raises(ValueError, match=r"max_length=0"):
+        decoder.init_cache(2, 0, encoder_outputs=source)
+    with pytest.raises(ValueError, match=r"batch_size='2'"):
+        decoder.init_cache("2", 4, encoder_outputs=source)
+    with pytest.raises(ValueError, match=r"encoder_outputs.shape=\(2, 7, 8\)"):
+        decoder.init_cache(3, 4, encoder_outputs=source)
+    with pytest.raises(ValueError, match=r"encoder_outputs.shape=\(2, 7, 6\)"):
+        decoder.init_cache(2, 4, encoder_outputs=np.ones((2, 7, 6), "float32"))

@@ -234,6 +234,16 @@ def get_path(
     """
     info = _lookup(name)
     entry = info.file(split, lang)
+    if not isinstance(download, bool):
+        raise ValueError(
+            f"`download` must be a bool. Received: download={download!r}"
+        )
+    for arg_name, value in (("data_dir", data_dir), ("cache_dir", cache_dir)):
+        if value is not None and not isinstance(value, str | os.PathLike):
+            raise ValueError(
+                f"`{arg_name}` must be None or a path (str or os.PathLike). "
+                f"Received: {arg_name}={value!r}"
+            )
     description = _describe(info, entry)
     searched = []
 
@@ -246,11 +256,19 @@ def get_path(
         if path.is_file():
             verify_file(path, entry.sha256, description)
             return path
+        # A mistyped mirror folder is the likelier cause: say so.
+        problem = "does not exist"
+        root_dir = pathlib.Path(mirror).expanduser()
+        if not root_dir.is_dir():
+            kind = "a file" if root_dir.exists() else "missing"
+            problem = f"does not exist (the mirror folder itself is {kind})"
         searched.append(
-            f"offline mirror: '{path}' does not exist ({origin}={mirror})"
+            f"offline mirror: '{path}' {problem} ({origin}={mirror})"
         )
     else:
-        searched.append(f"offline mirror: none, {MIRROR_ENV_VAR} is not set")
+        searched.append(
+            f"offline mirror: none, {MIRROR_ENV_VAR} is not set or empty"
+        )
 
     root = keras_cache_dir(cache_dir)
     cached = root.joinpath(CACHE_SUBDIR, *entry.relpath.split("/"))

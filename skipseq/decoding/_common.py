@@ -73,6 +73,13 @@ def prepare_prompt(start_tokens, max_length, prompt_length, pad_token):
 
     if prompt_length is None:
         prompt_length = width
+    if not isinstance(prompt_length, numbers.Integral) and not (
+        tf.is_tensor(prompt_length) and prompt_length.dtype.is_integer
+    ):
+        raise ValueError(
+            "`prompt_length` must be None, an int or an int tensor. "
+            f"Received: prompt_length={prompt_length!r}"
+        )
     if isinstance(prompt_length, numbers.Integral):
         if isinstance(prompt_length, bool) or not 1 <= prompt_length <= width:
             raise ValueError(

@@ -17,6 +17,7 @@ def _dims(tensor, start=0):
 def tile_beams(nest, beam_size):
     """Repeat each batch row `beam_size` times: `(batch, ...)` to
     `(batch * beam_size, ...)`, the copies of a row next to each other."""
+    _common.check_int("beam_size", beam_size, 1)
     return tf.nest.map_structure(
         lambda t: tf.repeat(t, beam_size, axis=0), nest
     )
@@ -33,6 +34,7 @@ def flatten_beams(nest):
 def unflatten_beams(nest, beam_size):
     """Split the batch axis: `(batch * beam_size, ...)` to
     `(batch, beam_size, ...)`; the inverse of `flatten_beams`."""
+    _common.check_int("beam_size", beam_size, 1)
     return tf.nest.map_structure(
         lambda t: tf.reshape(t, [-1, beam_size] + _dims(t, 1)), nest
     )

@@ -16,6 +16,7 @@ def filter_top_k(logits, top_k):
 
     Tokens tied with the `top_k`-th largest logit are kept as well.
     """
+    _common.check_int("top_k", top_k, 1)
     vocab = logits.shape[-1]
     if vocab is not None and top_k > vocab:
         raise ValueError(
@@ -38,6 +39,7 @@ def filter_top_p(logits, top_p):
         logits: float tensor `(batch, vocab)`.
         top_p: Python float in (0, 1].
     """
+    _check_top_p(top_p)
     ordered = tf.sort(logits, axis=-1, direction="DESCENDING")
     mass_before = tf.cumsum(tf.nn.softmax(ordered), axis=-1, exclusive=True)
     keep = mass_before < top_p
@@ -69,7 +71,12 @@ def _check_sampling_args(temperature, top_k, top_p):
         )
     if top_k is not None:
         _common.check_int("top_k", top_k, 1)
-    if top_p is not None and (
+    if top_p is not None:
+        _check_top_p(top_p)
+
+
+def _check_top_p(top_p):
+    if (
         not isinstance(top_p, numbers.Real)
         or isinstance(top_p, bool)
         or not 0 < top_p <= 1

@@ -48,3 +48,40 @@ def positive_int(name, value):
             f"Argument `{name}` must be a positive integer. "
             f"Received: {name}={value!r}"
         )
+
+
+def boolean(name, value):
+    """Raise unless `value` is a bool (a string such as "no" is truthy)."""
+    if not isinstance(value, bool):
+        raise ValueError(
+            f"Argument `{name}` must be a bool. Received: {name}={value!r}"
+        )
+
+
+def optional_int(name, value):
+    """Raise unless `value` is None or an int (e.g. a seed)."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int)
+    ):
+        raise ValueError(
+            f"Argument `{name}` must be None or an int. "
+            f"Received: {name}={value!r}"
+        )
+
+
+def static_dims_match(name, shape, expected):
+    """Raise unless the known sizes of `shape` equal those of `expected`.
+
+    `None` entries (unknown until run time) match anything, so the check
+    costs nothing inside a traced function.
+    """
+    shape, expected = tuple(shape), tuple(expected)
+    mismatch = len(shape) != len(expected) or any(
+        a is not None and b is not None and a != b
+        for a, b in zip(shape, expected, strict=False)
+    )
+    if mismatch:
+        raise ValueError(
+            f"Argument `{name}` must have shape {expected}. "
+            f"Received: {name}.shape={shape}"
+        )

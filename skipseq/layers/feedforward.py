@@ -59,6 +59,7 @@ class FeedForward(keras.layers.Layer):
         super().__init__(**kwargs)
         _checks.positive_int("intermediate_dim", intermediate_dim)
         _checks.one_of("activation", activation, ACTIVATIONS)
+        _checks.boolean("use_bias", use_bias)
         self.intermediate_dim = intermediate_dim
         self.activation = activation
         self.use_bias = use_bias

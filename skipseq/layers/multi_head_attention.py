@@ -1,5 +1,7 @@
 """Multi-head attention with a fixed-shape key/value cache."""
 
+import numbers
+
 import keras
 from keras import ops
 
@@ -57,6 +59,56 @@ def padding_to_attention_mask(padding_mask):
     return ops.expand_dims(ops.cast(padding_mask, "bool"), 1)
 
 
+def static_int(value):
+    """The value of a Python int or of an eager scalar tensor, else None.
+
+    Inside a traced function the value is unknown and None is returned.
+    """
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    value = tf.get_static_value(value)
+    return None if value is None else int(value)
+
+
+def check_cache_index(cache_index, length, max_length):
+    """Raise unless `cache_index` is an int whose `length` steps fit.
+
+    A dynamic update slice clamps its start, so an index past the end of
+    the cache would silently overwrite its last slots. The bounds are
+    checked wherever the index is known (a Python int, an eager tensor);
+    inside a compiled loop the caller keeps it below `max_length`.
+    """
+    is_int = isinstance(cache_index, numbers.Integral) and not isinstance(
+        cache_index, bool
+    )
+    if not is_int and not (
+        ops.is_tensor(cache_index)
+        and "int" in keras.backend.standardize_dtype(cache_index.dtype)
+    ):
+        raise ValueError(
+            "Argument `cache_index` must be an int or a scalar int tensor. "
+            f"Received: cache_index={cache_index!r}"
+        )
+    if length is not None and max_length is not None and length > max_length:
+        raise ValueError(
+            f"The {length} steps do not fit in a cache of max_length="
+            f"{max_length}. Received: cache_index={cache_index!r}"
+        )
+    index = static_int(cache_index)
+    if index is None or length is None or max_length is None:
+        return
+    if index < 0 or index + length > max_length:
+        raise ValueError(
+            f"Argument `cache_index` must lie in [0, {max_length - length}] "
+            f"so that the {length} step(s) fit in a cache of max_length="
+            f"{max_length}. Received: cache_index={index}"
+        )
+
+
 def concatenated_initializer(initializers):
     """One initialiser for kernels concatenated on the last axis.
 
@@ -74,6 +126,44 @@ def concatenated_initializer(initializers):
         )
 
     return initialize
+
+
+def check_same_batch(name, tensor, other_name, other):
+    """Raise when two tensors have different known batch sizes."""
+    a, b = tensor.shape[0], other.shape[0]
+    if a is not None and b is not None and a != b:
+        raise ValueError(
+            f"Arguments `{name}` and `{other_name}` must have the same batch "
+            f"size. Received: {name}.shape={tuple(tensor.shape)}, "
+            f"{other_name}.shape={tuple(other.shape)}"
+        )
+
+
+def check_padding_mask(name, padding_mask, sequence):
+    """Raise unless a padding mask has the shape `(batch, length)`."""
+    if padding_mask is None or sequence is None:
+        return
+    _checks.static_dims_match(
+        name, padding_mask.shape, tuple(sequence.shape[:2])
+    )
+
+
+def check_attention_mask(attention_mask, query, source, cache):
+    """Raise unless the mask broadcasts to `(batch, T, S)` where known."""
+    keys = query if source is None else source
+    key_length = keys.shape[1] if cache is None else cache["key"].shape[1]
+    expected = (query.shape[0], query.shape[1], key_length)
+    shape = tuple(attention_mask.shape)
+    fits = len(shape) == 3 and all(
+        a is None or b is None or a in (1, b)
+        for a, b in zip(shape, expected, strict=True)
+    )
+    if not fits:
+        raise ValueError(
+            "Argument `attention_mask` must broadcast to (batch, "
+            f"query_length, key_length) = {expected}. "
+            f"Received: attention_mask.shape={shape}"
+        )
 
 
 @keras.saving.register_keras_serializable(package="skipseq")
@@ -154,6 +244,7 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         _checks.positive_int("num_heads", num_heads)
         _checks.rate("dropout", dropout)
+        _checks.boolean("use_bias", use_bias)
         self.num_heads = num_heads
         self.dropout = dropout
         self.use_bias = use_bias
@@ -185,6 +276,12 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         return self.add_weight(name=name, shape=(width,), initializer="zeros")
 
     def build(self, query_shape, source_shape=None):
+        for name, shape in (("query", query_shape), ("source", source_shape)):
+            if shape is not None and len(shape) != 3:
+                raise ValueError(
+                    f"Argument `{name}` must have rank 3 (batch, length, "
+                    f"width). Received: {name}.shape={tuple(shape)}"
+                )
         width = query_shape[-1]
         if width % self.num_heads:
             raise ValueError(
@@ -193,6 +290,7 @@ class CachedMultiHeadAttention(keras.layers.Layer):
                 f"num_heads={self.num_heads}"
             )
         self.width = width
+        self.source_width = None if source_shape is None else source_shape[-1]
         self.head_dim = width // self.num_heads
         qk_init = self.kernel_initializer
         v_init = self.value_kernel_initializer or qk_init
@@ -252,6 +350,11 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         cache_index=None,
         training=None,
     ):
+        if source is not None:
+            check_same_batch("query", query, "source", source)
+        if attention_mask is not None:
+            check_attention_mask(attention_mask, query, source, cache)
+
         if self.is_cross_attention:
             q = self._project(query, self.query_kernel, self.query_bias, 1)
             q = q[:, :, 0]
@@ -267,6 +370,9 @@ class CachedMultiHeadAttention(keras.layers.Layer):
                         "A self-attention `cache` needs `cache_index`. "
                         "Received: cache_index=None"
                     )
+                check_cache_index(
+                    cache_index, query.shape[1], cache["key"].shape[1]
+                )
                 start = [0, cache_index, 0, 0]
                 k = ops.slice_update(cache["key"], start, k)
                 v = ops.slice_update(cache["value"], start, v)

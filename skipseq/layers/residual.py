@@ -7,7 +7,7 @@ from keras import ops
 
 from skipseq.layers import _checks
 
-SKIPS = ("auto", "identity", "projection")
+SKIPS = ("auto", "identity", "projection", "none")
 NORM_POSITIONS = ("pre", "post", "sandwich", "none")
 NORMS = ("layer", "rms")
 SCALINGS = (None, "rezero", "deepnorm", "highway")
@@ -26,7 +26,12 @@ def make_norm(norm, epsilon, name, dtype=None):
         cls = keras.layers.LayerNormalization
     else:
         cls = keras.layers.RMSNormalization
-    return cls(epsilon=epsilon, name=name, dtype=dtype)
+    layer = cls(epsilon=epsilon, name=name, dtype=dtype)
+    # RMSNormalization acts on each position alone, like LayerNormalization,
+    # but Keras 3.15 does not mark it as mask-preserving and warns that it
+    # "destroys" the mask of a masked input.
+    layer.supports_masking = True
+    return layer
 
 
 def call_accepts(layer, argument):
@@ -54,6 +59,17 @@ class Residual(keras.layers.Layer):
     highway:   y = g * F(x) + (1 - g) * P(x),  g = sigmoid(W x + b)
     ```
 
+    `skip="none"` removes the skip path, leaving a plain (non-residual)
+    layer with the same normalisation placement, for comparing a stack
+    with and without skips:
+
+    ```
+    skip="none", pre:       y = F(N(x))
+    skip="none", post:      y = N(F(x))
+    skip="none", sandwich:  y = N(F(N(x)))
+    skip="none", none:      y = F(x)
+    ```
+
     Dropout applies to the branch output `F(.)` before it is added. With
     stochastic depth (Huang et al. 2016) the whole branch is dropped for
     each example with probability `stochastic_depth_rate` during training,
@@ -73,7 +89,10 @@ class Residual(keras.layers.Layer):
         sublayer: a `keras.layers.Layer`, the branch `F`. Its output width
             is found with `sublayer.compute_output_shape`. When it returns
             a tuple `(out, *extras)`, this layer returns `(y, *extras)`.
-        skip: `"auto"` (default), `"identity"` or `"projection"`.
+        skip: `"auto"` (default), `"identity"`, `"projection"` or
+            `"none"` (no skip path). `"none"` requires `scaling=None`
+            and `stochastic_depth_rate=0.0`: each of these acts on the
+            sum of skip and branch.
         norm_position: `"pre"` (default), `"post"`, `"sandwich"` or
             `"none"`.
         norm: `"layer"` (default) for `LayerNormalization` or `"rms"` for
@@ -145,6 +164,20 @@ class Residual(keras.layers.Layer):
                 'Argument `scaling="deepnorm"` is defined for '
                 'norm_position="post". '
                 f"Received: norm_position={norm_position!r}"
+            )
+        if skip == "none" and scaling is not None:
+            raise ValueError(
+                'Argument `skip="none"` leaves no skip path to scale, so '
+                "`scaling` must be None. Received: "
+                f"skip={skip!r}, scaling={scaling!r}"
+            )
+        if skip == "none" and stochastic_depth_rate != 0.0:
+            # Dropping the branch without a skip would zero the output.
+            raise ValueError(
+                'Argument `skip="none"` leaves no skip path to fall back '
+                "on, so `stochastic_depth_rate` must be 0.0. Received: "
+                f"skip={skip!r}, "
+                f"stochastic_depth_rate={stochastic_depth_rate!r}"
             )
         if scaling != "deepnorm" and alpha != 1.0:
             raise ValueError(
@@ -270,7 +303,9 @@ class Residual(keras.layers.Layer):
         branch = self.branch_dropout(branch, training=training)
         branch = self._drop_branch(branch, training)
 
-        if self.scaling == "rezero":
+        if self.skip == "none":
+            outputs = branch
+        elif self.scaling == "rezero":
             outputs = skip + ops.cast(self.rezero_alpha, branch.dtype) * branch
         elif self.scaling == "highway":
             gate = self.gate(inputs)

@@ -250,6 +250,13 @@ class ResidualRNN(keras.layers.Layer):
         _checks.rate("dropout", dropout)
         _checks.rate("stochastic_depth_rate", stochastic_depth_rate)
         _checks.one_of("use_cudnn", use_cudnn, USE_CUDNN)
+        _checks.optional_int("seed", seed)
+        for name, value in (
+            ("bidirectional_first", bidirectional_first),
+            ("return_sequences", return_sequences),
+            ("return_state", return_state),
+        ):
+            _checks.boolean(name, value)
 
         self.cell_type = cell_type
         self.num_layers = num_layers
@@ -343,17 +350,13 @@ class ResidualRNN(keras.layers.Layer):
             shape = shape[:-1] + (width,)
         self.built = True
 
-    def split_states(self, states):
+    def split_states(self, states, batch_size=None):
         """Split a flat list of states into one list per layer."""
         if states is None:
             return [None] * self.num_layers
-        states = list(states)
-        if len(states) != len(self.state_widths):
-            raise ValueError(
-                f"Argument `initial_state` must hold "
-                f"{len(self.state_widths)} tensors (layer by layer, see "
-                f"`state_widths`). Received: {len(states)} tensors"
-            )
+        states = check_states(
+            "initial_state", states, self.state_widths, batch_size
+        )
         per_layer, start = [], 0
         for count in self.state_counts:
             per_layer.append(states[start : start + count])
@@ -361,9 +364,10 @@ class ResidualRNN(keras.layers.Layer):
         return per_layer
 
     def call(self, inputs, mask=None, initial_state=None, training=None):
-        initial = self.split_states(initial_state)
+        initial = self.split_states(initial_state, inputs.shape[0])
         kwargs = {}
         if mask is not None:
+            _checks.static_dims_match("mask", mask.shape, inputs.shape[:2])
             mask = ops.cast(mask, "bool")
             kwargs["mask"], has_steps = run_mask(mask)
 
@@ -444,6 +448,25 @@ class ResidualRNN(keras.layers.Layer):
             }
         )
         return config
+
+
+def check_states(name, states, widths, batch_size=None):
+    """Return `states` as a list, or raise unless they match `widths`.
+
+    Each state must have the shape `(batch_size, width)`; unknown sizes
+    (`None`) match anything.
+    """
+    states = list(states)
+    if len(states) != len(widths):
+        raise ValueError(
+            f"Argument `{name}` must hold {len(widths)} tensors (layer by "
+            f"layer, see `state_widths`). Received: {len(states)} tensors"
+        )
+    for index, (state, width) in enumerate(zip(states, widths, strict=True)):
+        _checks.static_dims_match(
+            f"{name}[{index}]", state.shape, (batch_size, width)
+        )
+    return states
 
 
 def check_units(units, num_layers):

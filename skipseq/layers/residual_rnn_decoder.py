@@ -11,6 +11,7 @@ from skipseq.layers.residual_rnn import (
     STATES_PER_CELL,
     USE_CUDNN,
     check_residual_start,
+    check_states,
     check_units,
     in_xla_context,
     inner_use_cudnn,
@@ -166,6 +167,9 @@ class ResidualRNNDecoder(keras.layers.Layer):
         _checks.rate("dropout", dropout)
         _checks.rate("stochastic_depth_rate", stochastic_depth_rate)
         _checks.one_of("use_cudnn", use_cudnn, USE_CUDNN)
+        _checks.optional_int("seed", seed)
+        _checks.boolean("output_context", output_context)
+        _checks.boolean("return_state", return_state)
 
         self.cell_type = cell_type
         self.num_layers = num_layers
@@ -261,17 +265,11 @@ class ResidualRNNDecoder(keras.layers.Layer):
                 self.attention.build(shape, tuple(encoder_outputs_shape))
         self.built = True
 
-    def split_states(self, states):
+    def split_states(self, states, name="initial_state", batch_size=None):
         """Split a flat sequence of states into one list per layer."""
         if states is None:
             return [None] * self.num_layers
-        states = list(states)
-        if len(states) != len(self.state_widths):
-            raise ValueError(
-                f"Argument `initial_state` must hold "
-                f"{len(self.state_widths)} tensors (layer by layer, see "
-                f"`state_widths`). Received: {len(states)} tensors"
-            )
+        states = check_states(name, states, self.state_widths, batch_size)
         per_cell = STATES_PER_CELL[self.cell_type]
         return [
             states[i : i + per_cell] for i in range(0, len(states), per_cell)
@@ -290,7 +288,9 @@ class ResidualRNNDecoder(keras.layers.Layer):
             target_embeddings,
             encoder_outputs,
             encoder_mask,
-            self.split_states(initial_state),
+            self.split_states(
+                initial_state, batch_size=target_embeddings.shape[0]
+            ),
             mask,
             training,
         )
@@ -314,7 +314,9 @@ class ResidualRNNDecoder(keras.layers.Layer):
             ops.expand_dims(token_embedding, 1),
             encoder_outputs,
             encoder_mask,
-            self.split_states(states),
+            self.split_states(
+                states, "states", batch_size=token_embedding.shape[0]
+            ),
             None,
             False,
         )

@@ -12,6 +12,27 @@ SCORES = ("dot", "general", "additive")
 MASK_SCORE = -1e9
 
 
+def check_call_shapes(query, value, key, value_mask):
+    """Raise on ranks or known sizes that do not fit together."""
+    if len(query.shape) not in (2, 3):
+        raise ValueError(
+            "Argument `query` must have shape (batch, target_time, width) "
+            f"or (batch, width). Received: query.shape={tuple(query.shape)}"
+        )
+    batch, source_time = value.shape[0], None
+    if len(value.shape) == 3:
+        source_time = value.shape[1]
+    _checks.static_dims_match(
+        "value", value.shape, (query.shape[0], None, None)
+    )
+    if key is not None:
+        _checks.static_dims_match("key", key.shape, (batch, source_time, None))
+    if value_mask is not None:
+        _checks.static_dims_match(
+            "value_mask", value_mask.shape, (batch, source_time)
+        )
+
+
 @keras.saving.register_keras_serializable(package="skipseq")
 class RNNAttention(keras.layers.Layer):
     """Attention of decoder states over encoder outputs (Luong, Bahdanau).
@@ -117,6 +138,7 @@ class RNNAttention(keras.layers.Layer):
         return ops.squeeze(self.score_vector(ops.tanh(hidden)), -1)
 
     def call(self, query, value, key=None, value_mask=None):
+        check_call_shapes(query, value, key, value_mask)
         single_step = len(query.shape) == 2
         if single_step:
             query = ops.expand_dims(query, 1)

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from skipseq.layers import _checks
+from skipseq.layers.multi_head_attention import static_int
 
 POSITIONS = ("learned", "sinusoidal")
 # Wavelength base of sinusoidal positions (Vaswani et al. 2017).
@@ -88,6 +89,8 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         _checks.positive_int("sequence_length", sequence_length)
         _checks.positive_int("embedding_dim", embedding_dim)
         _checks.one_of("position", position, POSITIONS)
+        _checks.boolean("scale_embedding", scale_embedding)
+        _checks.boolean("mask_zero", mask_zero)
         if position == "sinusoidal" and embedding_dim % 2:
             raise ValueError(
                 "Argument `embedding_dim` must be even for sinusoidal "
@@ -121,10 +124,18 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
 
     def call(self, inputs, start_index=0, reverse=False):
         if reverse:
+            width = inputs.shape[-1]
+            if width is not None and width != self.embedding_dim:
+                raise ValueError(
+                    "With `reverse=True`, `inputs` must have the width "
+                    f"embedding_dim={self.embedding_dim}. Received: "
+                    f"inputs.shape={tuple(inputs.shape)}"
+                )
             kernel = ops.cast(self.token_embeddings, inputs.dtype)
             logits = ops.matmul(inputs, ops.transpose(kernel))
             return ops.cast(logits, "float32")
 
+        self._check_tokens(inputs, start_index)
         tokens = ops.take(self.token_embeddings, inputs, axis=0)
         if self.scale_embedding:
             tokens = tokens * ops.cast(self.embedding_dim**0.5, tokens.dtype)
@@ -141,6 +152,30 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
                 ops.arange(length) + start_index, self.embedding_dim
             )
         return tokens + ops.cast(positions, tokens.dtype)
+
+    def _check_tokens(self, inputs, start_index):
+        dtype = keras.backend.standardize_dtype(inputs.dtype)
+        if "int" not in dtype or len(inputs.shape) != 2:
+            raise ValueError(
+                "Argument `inputs` must be int token ids of shape (batch, "
+                "length); pass `reverse=True` for hidden states. Received: "
+                f"inputs.shape={tuple(inputs.shape)}, inputs.dtype={dtype}"
+            )
+        if self.position != "learned":
+            return
+        # A slice past the table raises eagerly but is clamped (silently
+        # wrong) under XLA, so check whatever is known here.
+        length = inputs.shape[1]
+        start = static_int(start_index)
+        if length is None or start is None:
+            return
+        if start < 0 or start + length > self.sequence_length:
+            raise ValueError(
+                f"Positions {start} to {start + length - 1} "
+                "(start_index + length - 1) must lie below "
+                f"sequence_length={self.sequence_length}. Received: "
+                f"start_index={start}, inputs.shape={tuple(inputs.shape)}"
+            )
 
     def compute_mask(self, inputs, mask=None):
         if not self.mask_zero:

@@ -3,12 +3,16 @@
 import keras
 from keras import ops
 
+from skipseq.layers import _checks
 from skipseq.layers.deepnorm import deepnorm_constants
 from skipseq.layers.multi_head_attention import (
     causal_mask,
+    check_cache_index,
+    check_padding_mask,
     implicit_mask,
     merge_masks,
     padding_to_attention_mask,
+    static_int,
 )
 from skipseq.layers.transformer_decoder_block import TransformerDecoderBlock
 from skipseq.layers.transformer_encoder import (
@@ -18,6 +22,28 @@ from skipseq.layers.transformer_encoder import (
     run_stack,
     stack_config,
 )
+
+
+def check_cache(cache, has_cross_attention, num_layers):
+    """Raise unless `cache` has the keys and sizes `init_cache` gives."""
+    keys = ["self_key", "self_value"]
+    if has_cross_attention:
+        keys += ["cross_key", "cross_value", "encoder_padding_mask"]
+    if not isinstance(cache, dict) or any(k not in cache for k in keys):
+        if isinstance(cache, dict):
+            received = f"a dict with keys {sorted(cache)}"
+        else:
+            received = f"cache={cache!r}"
+        raise ValueError(
+            f"Argument `cache` must be the dict from `init_cache`, with keys "
+            f"{keys}. Received: {received}"
+        )
+    for key in keys[:2]:
+        if len(cache[key]) != num_layers:
+            raise ValueError(
+                f"Argument `cache` must hold one `{key}` tensor per layer "
+                f"(num_layers={num_layers}). Received: {len(cache[key])}"
+            )
 
 
 @keras.saving.register_keras_serializable(package="skipseq")
@@ -150,6 +176,12 @@ class TransformerDecoder(keras.layers.Layer):
         use_causal_mask=True,
         training=None,
     ):
+        check_padding_mask(
+            "decoder_padding_mask", decoder_padding_mask, decoder_sequence
+        )
+        check_padding_mask(
+            "encoder_padding_mask", encoder_padding_mask, encoder_sequence
+        )
         length = ops.shape(decoder_sequence)[1]
         if decoder_padding_mask is None:
             decoder_padding_mask = implicit_mask(decoder_sequence)
@@ -198,17 +230,23 @@ class TransformerDecoder(keras.layers.Layer):
         Returns:
             The cache dict.
         """
-        if not self.built:
-            raise ValueError(
-                "Call the decoder once (or build it) before `init_cache`. "
-                "Received: an unbuilt decoder"
-            )
+        self._check_built("init_cache")
+        if not ops.is_tensor(batch_size):
+            _checks.positive_int("batch_size", batch_size)
+        _checks.positive_int("max_length", max_length)
         if self.has_cross_attention != (encoder_outputs is not None):
             raise ValueError(
                 "Argument `encoder_outputs` must be given exactly when the "
                 "decoder has cross-attention (has_cross_attention="
                 f"{self.has_cross_attention}). Received: encoder_outputs="
                 f"{None if encoder_outputs is None else 'a tensor'}"
+            )
+        if encoder_outputs is not None:
+            source_width = self.blocks[0].cross_attention.sublayer.source_width
+            _checks.static_dims_match(
+                "encoder_outputs",
+                encoder_outputs.shape,
+                (static_int(batch_size), None, source_width),
             )
         head_dim = self.width // self.num_heads
         shape = (batch_size, max_length, self.num_heads, head_dim)
@@ -249,7 +287,10 @@ class TransformerDecoder(keras.layers.Layer):
             inputs: tensor `(batch, T, width)`, the embedded steps at
                 positions `cache_index .. cache_index + T - 1`.
             cache: the dict from `init_cache` or a previous step.
-            cache_index: int or scalar int tensor.
+            cache_index: int or scalar int tensor, with
+                `0 <= cache_index <= max_length - T`. A known index
+                outside that range raises; a traced one cannot be
+                checked and is clamped by the update slice.
             decoder_padding_mask: optional bool `(batch, max_length)` over
                 the cache positions (e.g. left-padded prompts).
             training: Python bool, whether dropout acts. Defaults to
@@ -258,6 +299,22 @@ class TransformerDecoder(keras.layers.Layer):
         Returns:
             `(outputs, new_cache)`, outputs of shape `(batch, T, width)`.
         """
+        self._check_built("call_with_cache")
+        check_cache(cache, self.has_cross_attention, self.num_layers)
+        _checks.static_dims_match(
+            "inputs",
+            inputs.shape,
+            (cache["self_key"][0].shape[0], None, self.width),
+        )
+        check_cache_index(
+            cache_index, inputs.shape[1], cache["self_key"][0].shape[1]
+        )
+        if decoder_padding_mask is not None:
+            _checks.static_dims_match(
+                "decoder_padding_mask",
+                decoder_padding_mask.shape,
+                tuple(cache["self_key"][0].shape[:2]),
+            )
         # A direct method call skips Keras' autocast of the inputs.
         inputs = ops.cast(inputs, self.compute_dtype)
         length = ops.shape(inputs)[1]
@@ -297,6 +354,13 @@ class TransformerDecoder(keras.layers.Layer):
         new_cache["self_key"] = tuple(new_keys)
         new_cache["self_value"] = tuple(new_values)
         return outputs, new_cache
+
+    def _check_built(self, method):
+        if not self.built:
+            raise ValueError(
+                f"Call the decoder once (or build it) before `{method}`. "
+                "Received: an unbuilt decoder"
+            )
 
     def compute_mask(self, decoder_sequence, mask=None):
         return mask

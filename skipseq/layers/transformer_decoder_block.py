@@ -5,6 +5,8 @@ from keras import ops
 
 from skipseq.layers.multi_head_attention import (
     causal_mask,
+    check_cache_index,
+    check_padding_mask,
     implicit_mask,
     merge_masks,
     padding_to_attention_mask,
@@ -141,6 +143,17 @@ class TransformerDecoderBlock(keras.layers.Layer):
         cache_index=None,
         training=None,
     ):
+        if cache is not None:
+            check_cache_index(
+                cache_index, decoder_sequence.shape[1], cache["key"].shape[1]
+            )
+        else:
+            check_padding_mask(
+                "decoder_padding_mask", decoder_padding_mask, decoder_sequence
+            )
+        check_padding_mask(
+            "encoder_padding_mask", encoder_padding_mask, encoder_sequence
+        )
         length = ops.shape(decoder_sequence)[1]
         key_length = length if cache is None else ops.shape(cache["key"])[1]
         start = 0 if cache is None else cache_index

@@ -5,12 +5,14 @@ from keras import ops
 
 from skipseq.layers import _checks
 from skipseq.layers.deepnorm import deepnorm_constants
+from skipseq.layers.feedforward import ACTIVATIONS
 from skipseq.layers.multi_head_attention import (
+    check_padding_mask,
     implicit_mask,
     merge_masks,
     padding_to_attention_mask,
 )
-from skipseq.layers.residual import make_norm
+from skipseq.layers.residual import NORMS, make_norm
 from skipseq.layers.transformer_encoder_block import (
     NORMALIZE_FIRST,
     TransformerEncoderBlock,
@@ -31,6 +33,11 @@ def check_stack_arguments(stack):
     _checks.positive_int("num_heads", stack.num_heads)
     _checks.rate("dropout", stack.dropout)
     _checks.rate("stochastic_depth_rate", stack.stochastic_depth_rate)
+    _checks.one_of("activation", stack.activation, ACTIVATIONS)
+    _checks.positive("layer_norm_epsilon", stack.layer_norm_epsilon)
+    _checks.one_of("norm", stack.norm, NORMS)
+    _checks.boolean("normalize_first", stack.normalize_first)
+    _checks.optional_int("seed", stack.seed)
     _checks.one_of(
         "layer_aggregation", stack.layer_aggregation, LAYER_AGGREGATIONS
     )
@@ -233,6 +240,7 @@ class TransformerEncoder(keras.layers.Layer):
         self, inputs, padding_mask=None, attention_mask=None, training=None
     ):
         # Build the attention mask once for all blocks.
+        check_padding_mask("padding_mask", padding_mask, inputs)
         if padding_mask is None:
             padding_mask = implicit_mask(inputs)
         mask = merge_masks(

@@ -7,6 +7,7 @@ from skipseq.layers.deepnorm import deepnorm_initializer
 from skipseq.layers.feedforward import ACTIVATIONS, FeedForward
 from skipseq.layers.multi_head_attention import (
     CachedMultiHeadAttention,
+    check_padding_mask,
     implicit_mask,
     merge_masks,
     padding_to_attention_mask,
@@ -20,6 +21,8 @@ RESIDUALS = {
     "sandwich": {"norm_position": "sandwich"},
     "deepnorm": {"norm_position": "post", "scaling": "deepnorm"},
     "rezero": {"norm_position": "none", "scaling": "rezero"},
+    # No skip at all: the baseline that shows what the skips buy.
+    "plain": {"skip": "none", "norm_position": "post"},
 }
 # The variants whose stack needs a final normalisation.
 NORMALIZE_FIRST = ("pre", "sandwich")
@@ -55,6 +58,8 @@ def check_block_arguments(block):
     _checks.rate("stochastic_depth_rate", block.stochastic_depth_rate)
     _checks.positive("deepnorm_alpha", block.deepnorm_alpha)
     _checks.positive("deepnorm_beta", block.deepnorm_beta)
+    _checks.boolean("normalize_first", block.normalize_first)
+    _checks.optional_int("seed", block.seed)
     variant = resolve_residual(block.residual, block.normalize_first)
     if variant != "deepnorm":
         for name in ("deepnorm_alpha", "deepnorm_beta"):
@@ -72,9 +77,9 @@ def make_residual(block, sublayer, name, seed_offset):
     """Wrap `sublayer` in the block's residual variant."""
     seed = None if block.seed is None else block.seed + seed_offset
     alpha = block.deepnorm_alpha if block.variant == "deepnorm" else 1.0
+    variant = {"skip": "identity", **RESIDUALS[block.variant]}
     return Residual(
         sublayer,
-        skip="identity",
         norm=block.norm,
         layer_norm_epsilon=block.layer_norm_epsilon,
         alpha=alpha,
@@ -83,7 +88,7 @@ def make_residual(block, sublayer, name, seed_offset):
         seed=seed,
         name=name,
         dtype=block.dtype_policy,
-        **RESIDUALS[block.variant],
+        **variant,
     )
 
 
@@ -150,6 +155,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
     sandwich:  y = x + N(F(N(x)))
     deepnorm:  y = N(alpha * x + F(x))             (Wang et al. 2022)
     rezero:    y = x + a * F(x), a learned from 0  (Bachlechner et al. 2020)
+    plain:     y = N(F(x))                         (no skip, a baseline)
     ```
 
     `N` is LayerNorm or RMSNorm (`norm`), computed in float32. DeepNorm
@@ -177,9 +183,10 @@ class TransformerEncoderBlock(keras.layers.Layer):
         normalize_first: bool, keras-hub's pre-norm switch. Defaults to
             `False` (post-norm).
         residual: `None` (default: `"pre"` if `normalize_first` else
-            `"post"`), `"post"`, `"pre"`, `"sandwich"`, `"deepnorm"` or
-            `"rezero"`. `normalize_first=True` with `"post"`, `"deepnorm"`
-            or `"rezero"` is an error.
+            `"post"`), `"post"`, `"pre"`, `"sandwich"`, `"deepnorm"`,
+            `"rezero"` or `"plain"` (no skip; needs
+            `stochastic_depth_rate=0.0`). `normalize_first=True` with
+            `"post"`, `"deepnorm"`, `"rezero"` or `"plain"` is an error.
         norm: `"layer"` (default) or `"rms"`.
         stochastic_depth_rate: float in [0, 1), probability of dropping
             each sublayer per example in training. Defaults to `0.0`.
@@ -254,6 +261,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
     def call(
         self, inputs, padding_mask=None, attention_mask=None, training=None
     ):
+        check_padding_mask("padding_mask", padding_mask, inputs)
         if padding_mask is None:
             padding_mask = implicit_mask(inputs)
         mask = merge_masks(
