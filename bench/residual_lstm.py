@@ -1,21 +1,45 @@
 """Training throughput: residual LSTM stack against plain Keras LSTMs.
 
-Trains a stack of `--layers` LSTM layers of width `--units` (residuals
-from the third layer up, GNMT style) and the same stack of plain
-`keras.layers.LSTM`, in one process, with and without `jit_compile`, and
-prints the per-step times and ratios as a table and as one JSON line.
+Four models, all built and trained in one process: a stack of `layers`
+LSTM layers of width `units` with identity skips from the third layer
+up (`skipseq.layers.ResidualRNN`, GNMT style, no norm), and the same
+stack of plain `keras.layers.LSTM`, each with and without
+`jit_compile`. Every model ends in `Dense(1)` and is trained with
+`model.fit`, Adam, mean squared error and the same random batches. The
+skips have no weights (equal widths), so the two stacks have the same
+parameter count; the script checks it, and checks after training that
+each model still has the `jit_compile` it was compiled with.
 
-Targets: the residual stack costs at most 5% more per step than the
-plain one, and XLA is faster than no XLA.
+Timing is built for a shared, noisy machine. Each model first trains
+one untimed round (tracing and XLA compilation). Then `rounds` rounds
+follow; in each one every model trains `round_steps` steps through
+`model.fit`, in an order that rotates from round to round, so a change
+of load hits every model alike. A callback times each call of the
+compiled train function (wall and process CPU time). Reported: the
+median step time of each model over all its timed steps, the ratios of
+those medians, the median of the per-round ratios (two models timed in
+the same round share its load) and the ratio of median CPU times.
 
-    python bench/residual_lstm.py            # 4 x 512, batch 64, 50 steps
-    python bench/residual_lstm.py --quick    # tiny sizes, checks it runs
+Targets: residual / plain step time at most 1.05, with and without XLA,
+and XLA faster than no XLA (speedup = no-XLA time / XLA time > 1).
+
+On the CPU both modes run the same recurrence: Keras' LSTM has a fused
+kernel only for cuDNN (`keras.src.backend.tensorflow.rnn.lstm` raises
+NotImplementedError without a GPU and the layer falls back), so without
+XLA each step is a `tf.while_loop` iteration of `LSTMCell.call` (two
+matmuls and the gate ops, run op by op by the TensorFlow executor, its
+gradient another while loop); with XLA the same loop is compiled.
+
+    python -m bench.residual_lstm            # 4 x 512, batch 32, time 32
+    python -m bench.residual_lstm --quick    # tiny sizes, checks it runs
+
+Prints two tables, then one JSON line with every number. This is a
+benchmark, run on purpose; it is not part of the tests.
 """
 
 import argparse
 import json
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -24,105 +48,230 @@ import numpy as np  # noqa: E402
 
 from skipseq.layers import ResidualRNN  # noqa: E402
 
+try:
+    from bench import _timing  # noqa: E402
+except ImportError:  # Run as a script: bench/ itself is on sys.path.
+    import _timing  # noqa: E402
+
+FULL = dict(layers=4, units=512, batch=32, time=32, rounds=8, round_steps=3)
+QUICK = dict(layers=3, units=16, batch=4, time=6, rounds=2, round_steps=2)
+MODELS = (
+    ("plain", False),
+    ("residual", False),
+    ("plain", True),
+    ("residual", True),
+)
+
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--units", type=int, default=512)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--time", type=int, default=50)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="Prints two tables, then one JSON line with every number.",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes, to check it runs"
     )
-    args = parser.parse_args()
-    if args.quick:
-        args.units, args.batch, args.time = 16, 4, 6
-        args.steps, args.warmup = 2, 1
-    return args
-
-
-def residual_model(args, jit_compile):
-    inputs = keras.Input((args.time, args.units))
-    outputs = ResidualRNN(
-        "lstm", num_layers=args.layers, units=args.units, residual_start=2
-    )(inputs)
-    return keras.Model(inputs, keras.layers.Dense(1)(outputs))
-
-
-def plain_model(args, jit_compile):
-    # A possible cuDNN path makes Keras turn XLA off for the whole model
-    # (keras-team/keras#18456), so the plain stack opts out under XLA.
-    use_cudnn = False if jit_compile else "auto"
-    inputs = keras.Input((args.time, args.units))
-    x = inputs
-    for _ in range(args.layers):
-        x = keras.layers.LSTM(
-            args.units, return_sequences=True, use_cudnn=use_cudnn
-        )(x)
-    return keras.Model(inputs, keras.layers.Dense(1)(x))
-
-
-def seconds_per_step(build, args, jit_compile, data):
-    keras.utils.set_random_seed(0)
-    model = build(args, jit_compile)
-    model.compile(optimizer="adam", loss="mse", jit_compile=jit_compile)
-    inputs, targets = data
-    for _ in range(args.warmup):
-        model.train_on_batch(inputs, targets)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        loss = model.train_on_batch(inputs, targets)
-    float(loss)  # waits for the last step
-    elapsed = (time.perf_counter() - start) / args.steps
-    if model.jit_compile is not jit_compile:
-        raise RuntimeError(
-            f"{build.__name__}: jit_compile={jit_compile} was asked for, "
-            f"but the model ran with jit_compile={model.jit_compile}"
+    for name, value in FULL.items():
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=int,
+            help=f"default {value}; quick {QUICK[name]}",
         )
-    return elapsed
+    args = parser.parse_args()
+    config = dict(QUICK if args.quick else FULL)
+    for name in FULL:
+        if getattr(args, name) is not None:
+            config[name] = getattr(args, name)
+    if config["layers"] < 3:
+        parser.error(
+            "--layers must be >= 3 (the skips start at the third layer), "
+            f"got {config['layers']}"
+        )
+    return config
+
+
+def residual_model(config):
+    inputs = keras.Input((config["time"], config["units"]))
+    x = ResidualRNN(
+        "lstm",
+        num_layers=config["layers"],
+        units=config["units"],
+        residual_start=2,
+    )(inputs)
+    return keras.Model(inputs, keras.layers.Dense(1)(x), name="residual")
+
+
+def plain_model(config, jit_compile):
+    # With a possible cuDNN path Keras turns XLA off for the whole model
+    # (keras-team/keras#18456), so the plain stack opts out under XLA;
+    # on a CPU both settings take the same non-cuDNN loop.
+    use_cudnn = False if jit_compile else "auto"
+    inputs = keras.Input((config["time"], config["units"]))
+    x = inputs
+    for _ in range(config["layers"]):
+        x = keras.layers.LSTM(
+            config["units"], return_sequences=True, use_cudnn=use_cudnn
+        )(x)
+    return keras.Model(inputs, keras.layers.Dense(1)(x), name="plain")
+
+
+class Contestant:
+    """One compiled model and the timings of its training steps."""
+
+    def __init__(self, kind, jit_compile, config):
+        self.kind = kind
+        self.jit_compile = jit_compile
+        self.name = f"{kind} {'XLA' if jit_compile else 'no XLA'}"
+        self.config = config
+        # Same seed: the two models of a kind start from the same weights.
+        keras.utils.set_random_seed(0)
+        if kind == "residual":
+            self.model = residual_model(config)
+        else:
+            self.model = plain_model(config, jit_compile)
+        self.model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss="mse",
+            jit_compile=jit_compile,
+        )
+        self.step_seconds = []
+        self.cpu_step_seconds = []
+        self.round_seconds = []
+        self.round_cpu_seconds = []
+        self.losses = []
+
+    def fit(self, inputs, targets, timed=True):
+        timer = _timing.ExecutionTimer()
+        history = self.model.fit(
+            inputs,
+            targets,
+            batch_size=self.config["batch"],
+            epochs=1,
+            shuffle=False,
+            verbose=0,
+            callbacks=[timer],
+        )
+        if timed:
+            self.step_seconds += timer.seconds
+            self.cpu_step_seconds += timer.cpu_seconds
+            self.round_seconds.append(_timing.median(timer.seconds))
+            self.round_cpu_seconds.append(_timing.median(timer.cpu_seconds))
+            self.losses.append(float(history.history["loss"][-1]))
+
+
+def compare(numerator, denominator):
+    """Ratio of median step times, median per-round ratio, CPU ratio."""
+    paired, per_round = _timing.paired_ratio(
+        numerator.round_seconds, denominator.round_seconds
+    )
+    return {
+        "ratio": _timing.median(numerator.step_seconds)
+        / _timing.median(denominator.step_seconds),
+        "paired_ratio": paired,
+        "per_round": per_round,
+        "cpu_time_ratio": _timing.median(numerator.cpu_step_seconds)
+        / _timing.median(denominator.cpu_step_seconds),
+    }
 
 
 def main():
-    args = parse_args()
+    config = parse_args()
+    rows = config["batch"] * config["round_steps"]
     rng = np.random.default_rng(0)
-    data = (
-        rng.normal(size=(args.batch, args.time, args.units)).astype("float32"),
-        rng.normal(size=(args.batch, args.time, 1)).astype("float32"),
-    )
-    times = {}
-    for jit_compile in (False, True):
-        for build in (plain_model, residual_model):
-            key = f"{build.__name__.split('_')[0]}_jit{int(jit_compile)}"
-            times[key] = seconds_per_step(build, args, jit_compile, data)
+    shape = (rows, config["time"], config["units"])
+    inputs = rng.normal(size=shape).astype("float32")
+    targets = rng.normal(size=shape[:2] + (1,)).astype("float32")
 
-    results = {
-        "layers": args.layers,
-        "units": args.units,
-        "batch": args.batch,
-        "time": args.time,
-        "backend": keras.backend.backend(),
-        "seconds_per_step": times,
-        "residual_over_plain_nojit": times["residual_jit0"]
-        / times["plain_jit0"],
-        "residual_over_plain_jit": times["residual_jit1"] / times["plain_jit1"],
-        "xla_speedup_residual": times["residual_jit0"] / times["residual_jit1"],
-        "xla_speedup_plain": times["plain_jit0"] / times["plain_jit1"],
-    }
-    print(f"{'model':<10} {'no XLA ms':>10} {'XLA ms':>10} {'XLA speedup':>12}")
-    for name in ("plain", "residual"):
-        no_xla, xla = times[f"{name}_jit0"], times[f"{name}_jit1"]
+    contestants = [Contestant(k, jit, config) for k, jit in MODELS]
+    by_name = {(c.kind, c.jit_compile): c for c in contestants}
+    params = {c.name: c.model.count_params() for c in contestants}
+    if len(set(params.values())) != 1:
+        raise RuntimeError(f"The models differ in size: {params}")
+
+    # Warm-up: trace and compile each train function, untimed.
+    for contestant in contestants:
+        contestant.fit(inputs, targets, timed=False)
+    for index in range(config["rounds"]):
+        for contestant in _timing.rotated(contestants, index):
+            contestant.fit(inputs, targets)
+
+    jit_after_fit = {c.name: bool(c.model.jit_compile) for c in contestants}
+    results = {}
+    print(
+        f"{'model':<16} {'params':>9} {'jit asked':>9} {'jit after fit':>13} "
+        f"{'step ms':>8} {'cpu ms':>8} {'loss':>7}"
+    )
+    for c in contestants:
+        results[c.name] = {
+            "parameters": params[c.name],
+            "jit_compile_asked": c.jit_compile,
+            "jit_compile_after_fit": jit_after_fit[c.name],
+            "median_step_seconds": _timing.median(c.step_seconds),
+            "median_cpu_step_seconds": _timing.median(c.cpu_step_seconds),
+            "step_seconds": c.step_seconds,
+            "round_seconds": c.round_seconds,
+            "last_loss": c.losses[-1],
+        }
+        row = results[c.name]
         print(
-            f"{name:<10} {1e3 * no_xla:>10.2f} {1e3 * xla:>10.2f} "
-            f"{no_xla / xla:>12.2f}"
+            f"{c.name:<16} {row['parameters']:>9} {str(c.jit_compile):>9} "
+            f"{str(jit_after_fit[c.name]):>13} "
+            f"{1e3 * row['median_step_seconds']:>8.1f} "
+            f"{1e3 * row['median_cpu_step_seconds']:>8.1f} "
+            f"{row['last_loss']:>7.4f}"
+        )
+
+    comparisons = {
+        "residual / plain, no XLA": (
+            compare(by_name["residual", False], by_name["plain", False]),
+            "<= 1.05",
+        ),
+        "residual / plain, XLA": (
+            compare(by_name["residual", True], by_name["plain", True]),
+            "<= 1.05",
+        ),
+        "XLA speedup, plain": (
+            compare(by_name["plain", False], by_name["plain", True]),
+            "> 1",
+        ),
+        "XLA speedup, residual": (
+            compare(by_name["residual", False], by_name["residual", True]),
+            "> 1",
+        ),
+    }
+    print()
+    print(
+        f"{'comparison':<26} {'ratio':>6} {'paired':>7} {'cpu':>6} "
+        f"{'target':>7}  per-round ratios"
+    )
+    for label, (numbers, target) in comparisons.items():
+        per_round = " ".join(f"{r:.3f}" for r in numbers["per_round"])
+        print(
+            f"{label:<26} {numbers['ratio']:>6.3f} "
+            f"{numbers['paired_ratio']:>7.3f} "
+            f"{numbers['cpu_time_ratio']:>6.3f} {target:>7}  {per_round}"
         )
     print(
-        "residual / plain per step: "
-        f"no XLA {results['residual_over_plain_nojit']:.3f}, "
-        f"XLA {results['residual_over_plain_jit']:.3f} (target <= 1.05)"
+        "ratio: of median step times; paired: median of per-round ratios; "
+        "cpu: of median process CPU times. Speedup = no-XLA / XLA time."
     )
-    print(json.dumps(results))
+    mismatched = [
+        c.name for c in contestants if jit_after_fit[c.name] != c.jit_compile
+    ]
+    if mismatched:
+        print(f"WARNING: jit_compile changed during fit for {mismatched}")
+    print(
+        json.dumps(
+            {
+                "benchmark": "residual_lstm",
+                "config": config,
+                "backend": keras.backend.backend(),
+                "cpus": os.cpu_count(),
+                "results": results,
+                "comparisons": {k: v[0] for k, v in comparisons.items()},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
