@@ -431,8 +431,8 @@ def test_cached_attention_rejects_an_index_past_the_cache():
     attention = CachedMultiHeadAttention(2)
     attention(X)
     cache = {
-        "key": np.zeros((2, 4, 2, 4), "float32"),
-        "value": np.zeros((2, 4, 2, 4), "float32"),
+        "key": np.zeros((2, 2, 4, 4), "float32"),
+        "value": np.zeros((2, 2, 4, 4), "float32"),
     }
     with pytest.raises(
         ValueError, match=r"`cache_index` must lie in \[0, 3\].*cache_index=6"

@@ -5,7 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from skipseq.layers import TransformerDecoder, TransformerEncoder
+from skipseq.layers import (
+    CachedMultiHeadAttention,
+    TransformerDecoder,
+    TransformerEncoder,
+)
 
 WIDTH, HEADS, HIDDEN = 16, 2, 32
 BATCH, SOURCE, TARGET = 2, 6, 5
@@ -90,8 +94,8 @@ def test_cache_structure_and_beam_reorder():
         "self_value",
     ]
     assert len(cache["self_key"]) == 2
-    assert tuple(cache["self_key"][0].shape) == (BATCH, TARGET, HEADS, 8)
-    assert tuple(cache["cross_value"][1].shape) == (BATCH, SOURCE, HEADS, 8)
+    assert tuple(cache["self_key"][0].shape) == (BATCH, HEADS, TARGET, 8)
+    assert tuple(cache["cross_value"][1].shape) == (BATCH, HEADS, SOURCE, 8)
     _, cache = decoder.call_with_cache(target[:, :2], cache, 0)
     # Swapping the batch rows of the cache swaps the next outputs.
     order = np.array([1, 0])
@@ -103,6 +107,42 @@ def test_cache_structure_and_beam_reorder():
     np.testing.assert_allclose(
         to_np(step_swapped), to_np(step)[order], atol=1e-6
     )
+
+
+def split_heads(projected, part):
+    """Part `part` of a fused projection as `(batch, heads, T, head_dim)`."""
+    batch, length, _ = projected.shape
+    parts = projected.reshape(batch, length, -1, HEADS, WIDTH // HEADS)
+    return parts[:, :, part].transpose(0, 2, 1, 3)
+
+
+def test_cache_is_head_major_and_holds_the_projections():
+    # Documented layout (batch, num_heads, length, head_dim): the steps
+    # written at cache_index land on axis 2, unwritten slots stay zero.
+    attention = CachedMultiHeadAttention(HEADS)
+    queries = random(BATCH, 3, WIDTH, seed=3)
+    attention(queries)
+    zeros = np.zeros((BATCH, HEADS, TARGET, WIDTH // HEADS), "float32")
+    _, cache = attention(
+        queries, cache={"key": zeros, "value": zeros}, cache_index=1
+    )
+    qkv = queries @ to_np(attention.qkv_kernel) + to_np(attention.qkv_bias)
+    for name, part in (("key", 1), ("value", 2)):
+        expected = np.zeros_like(zeros)
+        expected[:, :, 1:4] = split_heads(qkv, part)
+        np.testing.assert_allclose(to_np(cache[name]), expected, atol=1e-5)
+
+    cross = CachedMultiHeadAttention(HEADS)
+    source = random(BATCH, SOURCE, 12, seed=4)
+    cross(queries, source)
+    key_value = cross.compute_key_value(source)
+    projected = source @ to_np(cross.key_value_kernel) + to_np(
+        cross.key_value_bias
+    )
+    for name, part in (("key", 0), ("value", 1)):
+        np.testing.assert_allclose(
+            to_np(key_value[name]), split_heads(projected, part), atol=1e-5
+        )
 
 
 def test_left_padded_prompt_with_cache_padding_mask():

@@ -70,10 +70,10 @@ class TransformerDecoder(keras.layers.Layer):
 
     ```
     {
-      "self_key":   (L tensors (batch, max_length, num_heads, head_dim)),
+      "self_key":   (L tensors (batch, num_heads, max_length, head_dim)),
       "self_value": (same),
       # with cross-attention only:
-      "cross_key":  (L tensors (batch, source_length, num_heads, head_dim)),
+      "cross_key":  (L tensors (batch, num_heads, source_length, head_dim)),
       "cross_value": (same),
       "encoder_padding_mask": bool (batch, source_length),
     }
@@ -249,7 +249,7 @@ class TransformerDecoder(keras.layers.Layer):
                 (static_int(batch_size), None, source_width),
             )
         head_dim = self.width // self.num_heads
-        shape = (batch_size, max_length, self.num_heads, head_dim)
+        shape = (batch_size, self.num_heads, max_length, head_dim)
         zeros = ops.zeros(shape, dtype=self.compute_dtype)
         cache = {
             "self_key": tuple(zeros for _ in self.blocks),
@@ -301,24 +301,22 @@ class TransformerDecoder(keras.layers.Layer):
         """
         self._check_built("call_with_cache")
         check_cache(cache, self.has_cross_attention, self.num_layers)
+        # (batch, num_heads, max_length, head_dim)
+        self_key = cache["self_key"][0]
         _checks.static_dims_match(
-            "inputs",
-            inputs.shape,
-            (cache["self_key"][0].shape[0], None, self.width),
+            "inputs", inputs.shape, (self_key.shape[0], None, self.width)
         )
-        check_cache_index(
-            cache_index, inputs.shape[1], cache["self_key"][0].shape[1]
-        )
+        check_cache_index(cache_index, inputs.shape[1], self_key.shape[2])
         if decoder_padding_mask is not None:
             _checks.static_dims_match(
                 "decoder_padding_mask",
                 decoder_padding_mask.shape,
-                tuple(cache["self_key"][0].shape[:2]),
+                (self_key.shape[0], self_key.shape[2]),
             )
         # A direct method call skips Keras' autocast of the inputs.
         inputs = ops.cast(inputs, self.compute_dtype)
         length = ops.shape(inputs)[1]
-        max_length = ops.shape(cache["self_key"][0])[1]
+        max_length = ops.shape(self_key)[2]
         self_mask = merge_masks(
             causal_mask(length, max_length, cache_index),
             padding_to_attention_mask(decoder_padding_mask),

@@ -40,7 +40,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
     dropout, so it holds in training.
 
     Incremental decoding: pass `cache`, a dict `{"key", "value"}` of
-    `(batch, max_length, num_heads, head_dim)` self-attention tensors (plus
+    `(batch, num_heads, max_length, head_dim)` self-attention tensors (plus
     `"cross_key"`, `"cross_value"` from `cross_attention.sublayer.
     compute_key_value(encoder_sequence)` when the block cross-attends),
     and `cache_index`; the call then returns `(outputs, new_cache)`.
@@ -145,7 +145,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
     ):
         if cache is not None:
             check_cache_index(
-                cache_index, decoder_sequence.shape[1], cache["key"].shape[1]
+                cache_index, decoder_sequence.shape[1], cache["key"].shape[2]
             )
         else:
             check_padding_mask(
@@ -155,7 +155,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
             "encoder_padding_mask", encoder_padding_mask, encoder_sequence
         )
         length = ops.shape(decoder_sequence)[1]
-        key_length = length if cache is None else ops.shape(cache["key"])[1]
+        key_length = length if cache is None else ops.shape(cache["key"])[2]
         start = 0 if cache is None else cache_index
 
         if decoder_padding_mask is None and cache is None:

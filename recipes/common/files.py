@@ -1,0 +1,92 @@
+"""File helpers that never leave a half-written result behind.
+
+A result is first written under a temporary name in the same folder as
+its target and then renamed, which is atomic on one file system: a reader
+sees the old version or the new one, and a crash leaves at most a
+temporary file or folder whose name starts with `.tmp-`.
+"""
+
+import contextlib
+import os
+import pathlib
+import shutil
+import tempfile
+
+TEMP_PREFIX = ".tmp-"
+
+
+def default_mode():
+    """The permissions a new file gets under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write_text(path, text):
+    """Writes `text` to `path` (UTF-8) through a temporary file."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(
+        prefix=TEMP_PREFIX + path.name, dir=path.parent
+    )
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        # mkstemp creates the file readable by its owner only.
+        os.chmod(temp, default_mode())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temp)
+        raise
+    return path
+
+
+def check_can_write(path, overwrite):
+    """Raises `FileExistsError` if `path` exists and `overwrite` is false."""
+    path = pathlib.Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"'{path}' already exists; pass --overwrite to replace it."
+        )
+
+
+@contextlib.contextmanager
+def atomic_directory(target, overwrite=False):
+    """Context manager that builds a folder and moves it to `target`.
+
+    Yields a new empty temporary folder next to `target`. When the block
+    ends normally the folder is renamed to `target`; when it raises, the
+    temporary folder is deleted and `target` is left as it was. An existing
+    `target` is replaced only if `overwrite` is true, and then only after
+    the new folder is complete.
+
+    Raises:
+        FileExistsError: if `target` exists and `overwrite` is false
+            (checked before the block runs and again before the rename).
+    """
+    target = pathlib.Path(target)
+    check_can_write(target, overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = pathlib.Path(
+        tempfile.mkdtemp(prefix=TEMP_PREFIX + target.name, dir=target.parent)
+    )
+    try:
+        yield temp
+        check_can_write(target, overwrite)
+        if target.exists():
+            # Move the old folder aside first so that a failed rename
+            # below can put it back.
+            old = target.with_name(f"{TEMP_PREFIX}old-{target.name}")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            try:
+                os.replace(temp, target)
+            except BaseException:
+                os.replace(old, target)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(temp, target)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)

@@ -1,0 +1,197 @@
+"""The training harness shared by the recipes: callbacks and `fit`.
+
+A run directory holds everything a run writes:
+
+```
+<run_dir>/config.json          the resolved configuration
+<run_dir>/backup/              BackupAndRestore state (while unfinished)
+<run_dir>/logs/                TensorBoard event files
+<run_dir>/model.weights.h5     the final weights (written atomically)
+```
+
+An interrupted run started again with the same run directory resumes at
+the last completed epoch (weights, optimizer state and step counter),
+because `keras.callbacks.BackupAndRestore` restores them before the first
+step. A recipe's "epoch" is a fixed number of steps over a repeated
+dataset, so a backup is written every `steps_per_epoch` steps.
+"""
+
+import logging
+import os
+import pathlib
+import tempfile
+import time
+
+import keras
+
+from recipes.common.files import TEMP_PREFIX, default_mode
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.weights.h5"
+BACKUP_DIR = "backup"
+LOG_DIR = "logs"
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training once `max_seconds` of training time have passed.
+
+    The clock starts at `on_train_begin`; the check runs after every
+    batch, so a run overshoots by at most one step. `stopped` tells
+    whether the limit ended the run.
+
+    Args:
+        max_seconds: float > 0, or None for no limit.
+    """
+
+    def __init__(self, max_seconds):
+        super().__init__()
+        if max_seconds is not None and max_seconds <= 0:
+            raise ValueError(
+                "Argument `max_seconds` must be None or > 0. "
+                f"Received: max_seconds={max_seconds!r}"
+            )
+        self.max_seconds = max_seconds
+        self.stopped = False
+        self._start = None
+
+    def on_train_begin(self, logs=None):
+        self._start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.max_seconds is None:
+            return
+        if time.monotonic() - self._start >= self.max_seconds:
+            self.stopped = True
+            self.model.stop_training = True
+
+
+class StepCounter(keras.callbacks.Callback):
+    """Records the epoch a run started at and the optimizer steps done.
+
+    After `fit`, `initial_epoch` is the epoch BackupAndRestore resumed at
+    (0 for a fresh run), `epochs_done` the number of the last finished
+    epoch, and `steps` the optimizer's iteration count.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.initial_epoch = None
+        self.epochs_done = 0
+        self.steps = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.initial_epoch is None:
+            self.initial_epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs_done = epoch + 1
+
+    def on_train_end(self, logs=None):
+        self.steps = int(self.model.optimizer.iterations.numpy())
+
+
+def make_callbacks(
+    run_dir,
+    is_chief=True,
+    worker_index=0,
+    max_seconds=None,
+    tensorboard=True,
+):
+    """The standard callbacks of a recipe run.
+
+    BackupAndRestore (every epoch), TensorBoard (chief only), the time
+    limit and a `StepCounter`. Non-chief workers of a multi-worker run
+    back up into `backup_worker_<i>` so that workers never write the same
+    file.
+
+    Returns:
+        `(callbacks, time_limit, step_counter)`.
+    """
+    run_dir = pathlib.Path(run_dir)
+    backup = run_dir / BACKUP_DIR
+    if not is_chief:
+        # Beside, not inside, the chief's folder, which the chief deletes
+        # when it finishes.
+        backup = run_dir / f"{BACKUP_DIR}_worker_{worker_index}"
+    time_limit = TimeLimit(max_seconds)
+    counter = StepCounter()
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch"),
+        time_limit,
+        counter,
+    ]
+    if tensorboard and is_chief:
+        callbacks.append(
+            keras.callbacks.TensorBoard(
+                str(run_dir / LOG_DIR), update_freq=50, profile_batch=0
+            )
+        )
+    return callbacks, time_limit, counter
+
+
+def save_weights_atomically(model, path):
+    """Saves `model`'s weights to `path` through a temporary file."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Keras insists on the `.weights.h5` suffix.
+    handle, temp = tempfile.mkstemp(
+        prefix=TEMP_PREFIX, suffix=".weights.h5", dir=path.parent
+    )
+    os.close(handle)
+    try:
+        model.save_weights(temp, overwrite=True)
+        os.chmod(temp, default_mode())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
+    return path
+
+
+def load_weights(model, path):
+    """Loads weights with an error that names the file when it fails."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Checkpoint file not found: '{path}'. Train a model into this "
+            "run directory first (the `train` command writes it)."
+        )
+    try:
+        model.load_weights(str(path))
+    except Exception as error:  # h5py and Keras raise many kinds.
+        raise ValueError(
+            f"Checkpoint file '{path}' is corrupt or does not match the "
+            f"model of this configuration: {error}"
+        ) from error
+
+
+def fit(
+    model,
+    train_data,
+    epochs,
+    steps_per_epoch,
+    callbacks,
+    validation_data=None,
+    validation_steps=None,
+    verbose="auto",
+):
+    """Runs `model.fit` on a repeated dataset and logs the outcome.
+
+    Returns:
+        The Keras `History` and the seconds spent.
+    """
+    start = time.monotonic()
+    history = model.fit(
+        train_data,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=validation_data,
+        validation_steps=validation_steps,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    seconds = time.monotonic() - start
+    logger.info("Training took %.1f s.", seconds)
+    return history, seconds

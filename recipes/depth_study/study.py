@@ -1,0 +1,407 @@
+"""The core of the depth study: train every (family, variant, depth) run.
+
+Each run trains one character LM from the same seed, on the same random
+training windows, for the same number of tokens, and records:
+
+```
+final_val_loss      mean cross-entropy (nats/char) on fixed val windows
+trains              final_val_loss < unigram entropy - margin (finite)
+grad_ratio_init     ||dL/dW_first|| / ||dL/dW_last||, before training
+grad_ratio_trained  the same ratio after training
+```
+
+The gradient norms are `skipseq.diagnostics.gradient_flow` on a fixed
+probe batch, one value per block (weights of the whole block), so a ratio
+far above 1 means the bottom block gets more gradient than the top one
+(exploding towards the input) and far below 1 the reverse (vanishing).
+"""
+
+import logging
+import math
+import time
+
+import keras
+import numpy as np
+
+from recipes.depth_study import data as char_data
+from recipes.depth_study import models
+from skipseq.diagnostics import gradient_flow
+
+logger = logging.getLogger(__name__)
+
+# The full study, sized for about an hour on two CPU cores: start-up
+# (tracing and XLA compilation) and training both grow with depth, about
+# 6 s per Transformer block per run. `--transformer-depths 2,...,48` adds
+# a 48-block column (about 25 more minutes).
+DEFAULTS = {
+    "transformer_depths": [2, 4, 8, 16, 32],
+    "transformer_variants": list(models.TRANSFORMER_VARIANTS),
+    "lstm_depths": [2, 4, 8, 16],
+    "lstm_variants": list(models.LSTM_VARIANTS),
+    "width": 64,
+    "num_heads": 4,
+    "intermediate_dim": 256,
+    "context_length": 64,
+    "batch_size": 16,
+    # Tokens seen by every run, whatever its depth.
+    "token_budget": 160 * 16 * 64,
+    "learning_rate": 2e-3,
+    "warmup_fraction": 0.1,
+    "global_clipnorm": 1.0,
+    "val_windows": 128,
+    "probe_batch_size": 8,
+    "loss_points": 8,
+    "margin": 0.2,
+    "train_fraction": 0.9,
+    "max_chars": None,
+    "seed": 0,
+}
+# `--quick`: the same study in miniature, a few minutes on two cores.
+QUICK = {
+    "transformer_depths": [2, 6],
+    "lstm_depths": [2, 4],
+    "width": 32,
+    "num_heads": 2,
+    "intermediate_dim": 64,
+    "context_length": 32,
+    "token_budget": 60 * 16 * 32,
+    "learning_rate": 3e-3,
+    "val_windows": 64,
+    "loss_points": 4,
+}
+
+
+def make_config(quick=False, **overrides):
+    """The defaults, the quick preset when asked, then `overrides`."""
+    config = dict(DEFAULTS)
+    if quick:
+        config.update(QUICK)
+    unknown = sorted(set(overrides) - set(config))
+    if unknown:
+        raise ValueError(
+            f"Unknown depth study settings {unknown}. Known: {sorted(config)}"
+        )
+    config.update(overrides)
+    check_config(config)
+    return config
+
+
+def check_config(config):
+    for family, variants in models.FAMILIES.items():
+        for depth in config[f"{family}_depths"]:
+            if isinstance(depth, bool) or not isinstance(depth, int):
+                raise ValueError(
+                    f"Setting `{family}_depths` must hold positive ints. "
+                    f"Received: {family}_depths={config[family + '_depths']}"
+                )
+            if depth < 1:
+                raise ValueError(
+                    f"Setting `{family}_depths` must hold positive ints. "
+                    f"Received: {family}_depths={config[family + '_depths']}"
+                )
+        bad = [v for v in config[f"{family}_variants"] if v not in variants]
+        if bad:
+            raise ValueError(
+                f"Setting `{family}_variants` must hold names from "
+                f"{list(variants)}. Received: {family}_variants="
+                f"{config[family + '_variants']}"
+            )
+    if config["width"] % config["num_heads"]:
+        raise ValueError(
+            "Setting `num_heads` must divide `width`. Received: "
+            f"width={config['width']}, num_heads={config['num_heads']}"
+        )
+    if steps_of(config) < 1:
+        raise ValueError(
+            "Setting `token_budget` must cover at least one batch of "
+            "batch_size * context_length tokens. Received: "
+            f"token_budget={config['token_budget']}"
+        )
+
+
+def steps_of(config):
+    """Optimizer steps of every run: the token budget in whole batches."""
+    per_step = config["batch_size"] * config["context_length"]
+    return config["token_budget"] // per_step
+
+
+def run_keys(config):
+    """`(family, variant, depth)` of every run, in the order they run."""
+    keys = []
+    for family in models.FAMILIES:
+        for depth in config[f"{family}_depths"]:
+            for variant in config[f"{family}_variants"]:
+                keys.append((family, variant, depth))
+    return keys
+
+
+class StudyData:
+    """The data every run shares: training, validation and probe batches.
+
+    Built once from `config`, so every run sees the same windows in the
+    same order, and a test can rebuild the probe batch of a study.
+    """
+
+    def __init__(self, chars, config):
+        self.chars = chars
+        length = config["context_length"]
+        steps = steps_of(config)
+        self.unigram_entropy = char_data.unigram_entropy(
+            chars.train_ids, chars.vocabulary_size
+        )
+        self.threshold = char_data.threshold(
+            self.unigram_entropy, config["margin"]
+        )
+        self.train = char_data.random_windows(
+            chars.train_ids,
+            steps * config["batch_size"],
+            length,
+            config["seed"],
+        )
+        self.val = char_data.spaced_windows(
+            chars.val_ids, config["val_windows"], length
+        )
+        # A separate draw, so the probe is not the first training batch.
+        self.probe = char_data.random_windows(
+            chars.train_ids,
+            config["probe_batch_size"],
+            length,
+            config["seed"] + 1,
+        )
+
+
+def compile_model(model, config):
+    steps = steps_of(config)
+    warmup = int(config["warmup_fraction"] * steps)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        decay_steps=max(steps - warmup, 1),
+        warmup_target=config["learning_rate"],
+        warmup_steps=warmup,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(
+            schedule, global_clipnorm=config["global_clipnorm"]
+        ),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+    )
+    # Slots made before `fit` spare it a second trace of the train step,
+    # which roughly halves the start-up time of a deep model.
+    model.optimizer.build(model.trainable_variables)
+
+
+def measure_flow(model, probe):
+    """`gradient_flow` over the stack's blocks on the probe batch."""
+    x, y = probe
+    return gradient_flow(
+        model,
+        x,
+        y,
+        layers=models.blocks(model),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+
+
+def validation_loss(model, val, batch_size=64):
+    """Mean cross-entropy (nats per character) over the windows `val`.
+
+    Run eagerly: for a single pass over a few windows this is faster than
+    compiling an evaluation function for a deep model.
+    """
+    x, y = val
+    total = 0.0
+    for start in range(0, len(x), batch_size):
+        logits = model(x[start : start + batch_size], training=False)
+        losses = keras.losses.sparse_categorical_crossentropy(
+            y[start : start + batch_size], logits, from_logits=True
+        )
+        total += float(keras.ops.sum(losses))
+    return total / y.size
+
+
+def first_to_last(values):
+    """`values[0] / values[-1]`, NaN when undefined."""
+    first, last = float(values[0]), float(values[-1])
+    if not (math.isfinite(first) and math.isfinite(last)) or last == 0.0:
+        return math.nan
+    return first / last
+
+
+def _finite(value):
+    return value if math.isfinite(value) else None
+
+
+def train_one(family, variant, depth, study_data, config):
+    """Train one run; returns `(record, model)`.
+
+    The record is a JSON-ready dict (NaN and infinities become `None`).
+    """
+    start = time.monotonic()
+    chars = study_data.chars
+    model = models.build_model(
+        family, chars.vocabulary_size, depth, variant, config
+    )
+    flow_init = measure_flow(model, study_data.probe)
+
+    compile_model(model, config)
+    steps = steps_of(config)
+    points = max(1, min(config["loss_points"], steps))
+    x, y = study_data.train
+    # Whole chunks of steps; History then holds one mean loss per chunk.
+    steps_per_point = steps // points
+    used = steps_per_point * points * config["batch_size"]
+    chunks = _ChunkLosses(steps_per_point)
+    model.fit(
+        x[:used],
+        y[:used],
+        batch_size=config["batch_size"],
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[chunks],
+    )
+    chunk_losses = chunks.losses
+    val_loss = validation_loss(model, study_data.val)
+    flow_trained = measure_flow(model, study_data.probe)
+
+    trains = math.isfinite(val_loss) and val_loss < study_data.threshold
+    record = {
+        "family": family,
+        "variant": variant,
+        "depth": depth,
+        "parameters": int(model.count_params()),
+        "steps": steps_per_point * points,
+        "tokens": used * config["context_length"],
+        "final_val_loss": _finite(val_loss),
+        "final_train_loss": _finite(chunk_losses[-1]),
+        "train_loss_curve": [_finite(v) for v in chunk_losses],
+        "trains": bool(trains),
+        "grad_ratio_init": _finite(first_to_last(flow_init["grad_norm"])),
+        "grad_ratio_trained": _finite(first_to_last(flow_trained["grad_norm"])),
+        "input_grad_ratio_init": _finite(
+            first_to_last(flow_init["input_grad_norm"])
+        ),
+        "input_grad_ratio_trained": _finite(
+            first_to_last(flow_trained["input_grad_norm"])
+        ),
+        "grad_norm_init": [_finite(v) for v in flow_init["grad_norm"]],
+        "grad_norm_trained": [_finite(v) for v in flow_trained["grad_norm"]],
+        "seconds": round(time.monotonic() - start, 1),
+    }
+    return record, model
+
+
+class _ChunkLosses(keras.callbacks.Callback):
+    """Mean training loss over each chunk of `every` steps.
+
+    Keras reports the running mean of the epoch in the batch logs, so the
+    mean of a chunk is recovered from the running means at its ends.
+    """
+
+    def __init__(self, every):
+        super().__init__()
+        self.every = every
+
+    def on_train_begin(self, logs=None):
+        self.losses = []
+        self._previous = 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        steps = batch + 1
+        if steps % self.every:
+            return
+        running = float(logs["loss"])
+        # running * steps is the sum of all losses so far.
+        total = running * steps
+        chunk = (total - self._previous) / self.every
+        self._previous = total
+        self.losses.append(chunk)
+
+
+def deepest_trained(records):
+    """Per `family/variant`, the deepest depth whose run trains, or None."""
+    deepest = {}
+    for record in records:
+        key = f"{record['family']}/{record['variant']}"
+        deepest.setdefault(key, None)
+        if record["trains"] and (
+            deepest[key] is None or record["depth"] > deepest[key]
+        ):
+            deepest[key] = record["depth"]
+    return deepest
+
+
+def run_study(config, chars, on_record=None, keep_models=False, done=()):
+    """Run every `(family, variant, depth)` of `config`.
+
+    Args:
+        config: a dict from `make_config`.
+        chars: a `CharData`.
+        on_record: optional `on_record(records)` called after each run
+            (the command writes its files there).
+        keep_models: keep the trained models (for tests).
+        done: records of finished runs to keep instead of running them
+            again (a resumed study).
+
+    Returns:
+        `(records, models)`: the records in run order, and a dict
+        `(family, variant, depth) -> model` (empty unless `keep_models`).
+    """
+    study_data = StudyData(chars, config)
+    finished = {(r["family"], r["variant"], r["depth"]): r for r in done}
+    records, trained = [], {}
+    keys = run_keys(config)
+    for number, key in enumerate(keys, 1):
+        if key in finished:
+            records.append(finished[key])
+            continue
+        family, variant, depth = key
+        record, model = train_one(family, variant, depth, study_data, config)
+        logger.info(
+            "[%d/%d] %s %s depth %d: val loss %s, grad ratio %s -> %s (%.0f s)",
+            number,
+            len(keys),
+            family,
+            variant,
+            depth,
+            record["final_val_loss"],
+            record["grad_ratio_init"],
+            record["grad_ratio_trained"],
+            record["seconds"],
+        )
+        records.append(record)
+        if keep_models:
+            trained[key] = model
+        else:
+            keras.utils.clear_session(free_memory=False)
+        if on_record is not None:
+            on_record(records)
+    return records, trained
+
+
+def summary(config, study_data_or_entropy, records):
+    """The JSON-ready results: settings, the definition, runs, deepest."""
+    entropy = getattr(
+        study_data_or_entropy, "unigram_entropy", study_data_or_entropy
+    )
+    limit = char_data.threshold(entropy, config["margin"])
+    return {
+        "config": config,
+        "unigram_entropy": entropy,
+        "threshold": limit,
+        "trains_definition": (
+            "a run trains when its final validation loss is finite and "
+            f"below the unigram entropy of the training split minus "
+            f"{config['margin']} nats ({entropy:.4f} - {config['margin']} "
+            f"= {limit:.4f} nats/char)"
+        ),
+        "runs": records,
+        "deepest_trained": deepest_trained(records),
+        "seconds": round(sum(r["seconds"] for r in records), 1),
+    }
+
+
+def as_array(values):
+    """A record's list of numbers as a float array (None -> NaN)."""
+    return np.array([math.nan if v is None else v for v in values], "float64")

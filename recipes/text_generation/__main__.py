@@ -1,0 +1,147 @@
+"""Command line: `python -m recipes.text_generation COMMAND --help`.
+
+```
+train     train (or resume) a language model into --output-dir
+evaluate  validation loss (nats per character) of a trained run
+generate  stream generated text from a trained run
+export    write a SavedModel with a `generate` signature
+```
+
+Examples:
+
+```
+python -m recipes.text_generation train --config lm_char_transformer \
+    --output-dir runs/lm --set max_steps=500
+python -m recipes.text_generation generate --run-dir runs/lm \
+    --prompt "ROMEO:" --num-new-tokens 300 --temperature 0.8 --top-k 20
+python -m recipes.text_generation export --run-dir runs/lm \
+    --export-dir runs/lm/saved_model
+```
+
+`generate` prints the text chunk by chunk as it is decoded (each chunk is
+one compiled call of `--chunk-length` tokens, set in the configuration).
+"""
+
+import json
+import sys
+
+from recipes.common import cli
+from recipes.text_generation import generation
+from recipes.text_generation.config import DEFAULTS
+
+DEFAULT_CONFIG = "lm_char_transformer"
+KEY_HELP = {
+    "model": "transformer, lstm or gru",
+    "tokenizer": "char or byte",
+    "text_file": "train on this UTF-8 text file instead of the dataset",
+    "context_length": "tokens of context",
+    "batch_size": "training batch size",
+    "learning_rate": "peak learning rate",
+    "max_steps": "optimizer steps",
+    "max_train_seconds": "stop training after this time (0: no limit)",
+    "residual": "residual variant: pre, post, sandwich, deepnorm, rezero",
+}
+
+
+def make_parser():
+    parser = cli.make_parser(
+        "python -m recipes.text_generation", __doc__.split("\n\n")[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train or resume a model")
+    cli.add_config_arguments(train, DEFAULTS, DEFAULT_CONFIG, KEY_HELP)
+    train.add_argument("--output-dir", required=True, help="run directory")
+
+    evaluate = commands.add_parser("evaluate", help="validation loss")
+    evaluate.add_argument("--run-dir", required=True)
+
+    generate = commands.add_parser("generate", help="stream generated text")
+    generate.add_argument("--run-dir", required=True)
+    generate.add_argument("--prompt", default="", help="may be empty")
+    generate.add_argument("--num-new-tokens", type=int, default=500)
+    generate.add_argument(
+        "--method", choices=generation.METHODS, default="sample"
+    )
+    generate.add_argument(
+        "--temperature", type=float, default=1.0, help="0 means greedy"
+    )
+    generate.add_argument("--top-k", type=int, default=None)
+    generate.add_argument("--top-p", type=float, default=None)
+    generate.add_argument("--beam-size", type=int, default=4)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument(
+        "--no-stream", action="store_true", help="print once at the end"
+    )
+
+    export = commands.add_parser("export", help="write a SavedModel")
+    export.add_argument("--run-dir", required=True)
+    export.add_argument("--export-dir", required=True)
+    export.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+def run_generate(args):
+    generation.check_generation_args(
+        args.num_new_tokens,
+        args.temperature,
+        args.top_k,
+        args.top_p,
+        args.beam_size,
+    )
+    from recipes.text_generation.training import load_run
+
+    config, vocabulary, model = load_run(args.run_dir)
+    chunk = config["chunk_length"]
+    decoder = generation.ChunkDecoder(
+        model,
+        config["context_length"] - chunk,
+        chunk,
+        method=args.method,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        beam_size=args.beam_size,
+    )
+    prompt_ids = [vocabulary.encode(args.prompt)]
+    pieces = []
+    if not args.no_stream:
+        print(args.prompt, end="", flush=True)
+    for new in generation.generate_ids(
+        decoder, prompt_ids, args.num_new_tokens, args.temperature, args.seed
+    ):
+        text = vocabulary.decode(new[0].tolist())
+        pieces.append(text)
+        if not args.no_stream:
+            print(text, end="", flush=True)
+    if args.no_stream:
+        print(args.prompt + "".join(pieces), end="")
+    print()
+
+
+def main(argv=None):
+    args = make_parser().parse_args(argv)
+    if args.command == "train":
+        from recipes.text_generation import training
+
+        config = cli.config_from_args(args, DEFAULTS)
+        report = training.train(config, args.output_dir)
+        print(json.dumps(report, sort_keys=True))
+    elif args.command == "evaluate":
+        from recipes.text_generation import training
+
+        print(json.dumps(training.evaluate(args.run_dir), sort_keys=True))
+    elif args.command == "generate":
+        run_generate(args)
+    else:
+        from recipes.text_generation import export, training
+
+        config, vocabulary, model = training.load_run(args.run_dir)
+        path = export.export(
+            model, vocabulary, config, args.export_dir, args.overwrite
+        )
+        print(f"SavedModel written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

@@ -1,0 +1,116 @@
+"""Export a trained run as a SavedModel with a `generate` signature.
+
+```
+generate(prompts: string (batch,), num_new_tokens: int32 (),
+         temperature: float32 (), seed: int32 ()) -> {"text": string}
+```
+
+The function tokenises with TensorFlow string ops, runs the compiled
+chunk decoder of `recipes.text_generation.generation` in a
+`tf.while_loop` over chunks and returns each prompt followed by its
+continuation. Loading needs TensorFlow alone:
+
+```
+generate = tf.saved_model.load(path).signatures["generate"]
+generate(prompts=tf.constant(["ROMEO:"]), num_new_tokens=tf.constant(100),
+         temperature=tf.constant(0.8), seed=tf.constant(1))["text"]
+```
+
+A negative temperature fails with `InvalidArgumentError` naming
+`temperature`.
+"""
+
+import tensorflow as tf
+
+from recipes.common.files import atomic_directory
+from recipes.text_generation import generation
+from recipes.text_generation.vocabulary import BOS_ID, PAD_ID
+
+SIGNATURE = "generate"
+
+
+class GenerationModule(tf.Module):
+    """Holds the model, the vocabulary tables and the `generate` function."""
+
+    def __init__(self, model, vocabulary, config):
+        super().__init__()
+        self.model = model
+        self.encoder = vocabulary.graph_encoder()
+        self.table = self.encoder.table
+        self.decoder_fn = vocabulary.graph_decoder()
+        chunk = config["chunk_length"]
+        self.chunk_decoder = generation.ChunkDecoder(
+            model, config["context_length"] - chunk, chunk
+        )
+        self.generate = tf.function(
+            self._generate,
+            input_signature=[
+                tf.TensorSpec((None,), tf.string, name="prompts"),
+                tf.TensorSpec((), tf.int32, name="num_new_tokens"),
+                tf.TensorSpec((), tf.float32, name="temperature"),
+                tf.TensorSpec((), tf.int32, name="seed"),
+            ],
+        )
+
+    def _generate(self, prompts, num_new_tokens, temperature, seed):
+        tf.debugging.assert_greater_equal(
+            temperature,
+            0.0,
+            message="Argument `temperature` must be >= 0 (0 means greedy)",
+        )
+        tf.debugging.assert_greater_equal(
+            num_new_tokens,
+            0,
+            message="Argument `num_new_tokens` must be >= 0",
+        )
+        ids = self.encoder(prompts)
+        lengths = tf.cast(ids.row_lengths(), "int32")
+        batch = tf.shape(prompts)[0]
+        dense = ids.to_tensor(default_value=PAD_ID)
+        dense = tf.concat([dense, tf.fill([batch, 1], PAD_ID)], axis=1)
+        # An empty prompt becomes the start token alone.
+        empty = lengths == 0
+        first = tf.where(empty, BOS_ID, dense[:, 0])
+        dense = tf.concat([first[:, None], dense[:, 1:]], axis=1)
+        lengths = tf.maximum(lengths, 1)
+
+        chunk = self.chunk_decoder.chunk_length
+        chunks = (num_new_tokens + chunk - 1) // chunk
+        history = tf.concat(
+            [dense, tf.zeros([batch, chunks * chunk], "int32")], axis=1
+        )
+        start_lengths = lengths
+
+        def body(index, history, lengths):
+            windows, pads = generation.take_windows(
+                history, lengths, self.chunk_decoder.window
+            )
+            new = self.chunk_decoder(
+                windows, pads, temperature, tf.stack([seed, index])
+            )
+            history, lengths = generation.append_tokens(history, lengths, new)
+            return index + 1, history, lengths
+
+        _, history, _ = tf.while_loop(
+            lambda index, *_: index < chunks,
+            body,
+            (tf.constant(0), history, lengths),
+            shape_invariants=(
+                tf.TensorShape([]),
+                tf.TensorShape([None, None]),
+                tf.TensorShape([None]),
+            ),
+        )
+        columns = start_lengths[:, None] + tf.range(num_new_tokens)[None, :]
+        new_ids = tf.gather(history, columns, batch_dims=1)
+        return {"text": prompts + self.decoder_fn(new_ids)}
+
+
+def export(model, vocabulary, config, path, overwrite=False):
+    """Writes the SavedModel to `path` atomically; returns the path."""
+    module = GenerationModule(model, vocabulary, config)
+    with atomic_directory(path, overwrite=overwrite) as temp:
+        tf.saved_model.save(
+            module, str(temp), signatures={SIGNATURE: module.generate}
+        )
+    return path

@@ -1,0 +1,224 @@
+"""The `train` and `evaluate` commands and loading a trained run.
+
+A run directory holds (see `recipes.common.training`):
+
+```
+<run_dir>/config.json        the resolved configuration
+<run_dir>/vocabulary.json    the vocabulary of the training text
+<run_dir>/backup/, logs/     BackupAndRestore state, TensorBoard events
+<run_dir>/model.weights.h5   the final weights
+<run_dir>/report.json        validation loss in nats per character
+```
+"""
+
+import json
+import logging
+import math
+import pathlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from recipes.common import training as harness
+from recipes.common.config import save_config
+from recipes.common.files import atomic_write_text
+from recipes.common.losses import MaskedSparseCrossentropy
+from recipes.common.schedules import WarmupCosineSchedule, make_schedule
+from recipes.text_generation import data
+from recipes.text_generation.config import DEFAULTS, check_config
+from recipes.text_generation.rnn_lm import RNNLM
+from recipes.text_generation.transformer_lm import TransformerLM
+from recipes.text_generation.vocabulary import PAD_ID, Vocabulary
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+VOCABULARY_FILE = "vocabulary.json"
+REPORT_FILE = "report.json"
+
+
+def build_model(config, vocabulary_size):
+    """The model of `config`, built (weights created)."""
+    if config["model"] == "transformer":
+        model = TransformerLM(
+            vocabulary_size,
+            config["context_length"],
+            width=config["width"],
+            num_layers=config["num_layers"],
+            num_heads=config["num_heads"],
+            intermediate_dim=config["intermediate_dim"],
+            dropout=config["dropout"],
+            activation=config["activation"],
+            residual=config["residual"],
+            norm=config["norm"],
+            stochastic_depth_rate=config["stochastic_depth_rate"],
+            seed=config["seed"],
+        )
+    else:
+        model = RNNLM(
+            vocabulary_size,
+            config["model"],
+            width=config["width"],
+            num_layers=config["num_layers"],
+            residual_start=config["rnn_residual_start"],
+            norm_position=config["rnn_norm_position"],
+            dropout=config["dropout"],
+            seed=config["seed"],
+        )
+    model(np.zeros((1, config["context_length"]), "int32"))
+    return model
+
+
+def compile_model(model, config):
+    warmup = max(1, config["warmup_steps"])
+    if config["schedule"] == "cosine":
+        rate = WarmupCosineSchedule(
+            config["learning_rate"],
+            warmup,
+            max(config["max_steps"], warmup + 1),
+            final_learning_rate=config["final_learning_rate"],
+        )
+    else:
+        rate = make_schedule(
+            config["schedule"], config["learning_rate"], warmup
+        )
+    optimizer = keras.optimizers.AdamW(
+        rate,
+        weight_decay=config["weight_decay"],
+        beta_2=0.99,
+        clipnorm=config["clipnorm"] or None,
+    )
+    # Decay matrices only, as in GPT-2 and nanoGPT.
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    model.compile(
+        optimizer=optimizer,
+        loss=MaskedSparseCrossentropy(pad_id=PAD_ID),
+        jit_compile=True,
+    )
+
+
+def train(config, run_dir):
+    """Trains (or resumes) a run; returns the evaluation report."""
+    check_config(config)
+    run_dir = pathlib.Path(run_dir)
+    keras.utils.set_random_seed(config["seed"])
+    train_text, val_text = data.split_corpus(data.load_corpus(config), config)
+    vocabulary_path = run_dir / VOCABULARY_FILE
+    if vocabulary_path.exists():
+        # A resumed run keeps the ids its backup was trained with.
+        vocabulary = Vocabulary.load(vocabulary_path)
+    else:
+        vocabulary = data.build_vocabulary(train_text, config)
+        vocabulary.save(vocabulary_path)
+    save_config(config, run_dir / CONFIG_FILE)
+
+    model = build_model(config, vocabulary.size)
+    compile_model(model, config)
+    logger.info("Model: %d parameters.", model.count_params())
+    context = config["context_length"]
+    train_ids = data.encode(vocabulary, train_text)
+    val_ids = data.encode(vocabulary, val_text)
+    train_data = data.training_windows(
+        train_ids,
+        context,
+        config["batch_size"],
+        config["seed"],
+        config["bos_rate"],
+    )
+    val_data = data.evaluation_windows(val_ids, context, config["batch_size"])
+    if config["validation_steps"] > 0:
+        val_data = val_data.shuffle(10000, seed=0).take(
+            config["validation_steps"]
+        )
+    callbacks, time_limit, counter = harness.make_callbacks(
+        run_dir,
+        max_seconds=config["max_train_seconds"] or None,
+    )
+    epochs = math.ceil(config["max_steps"] / config["steps_per_epoch"])
+    _, seconds = harness.fit(
+        model,
+        train_data,
+        epochs,
+        config["steps_per_epoch"],
+        callbacks,
+        validation_data=val_data,
+    )
+    harness.save_weights_atomically(model, run_dir / harness.WEIGHTS_FILE)
+    report = evaluate_model(model, vocabulary, val_text, config)
+    report.update(
+        {
+            "train_seconds": round(seconds, 1),
+            "steps": counter.steps,
+            "stopped_by_time_limit": time_limit.stopped,
+            "parameters": model.count_params(),
+        }
+    )
+    write_report(report, run_dir / REPORT_FILE)
+    return report
+
+
+def evaluate_model(model, vocabulary, text, config, batch_size=None):
+    """Mean negative log-likelihood of `text` in nats per character.
+
+    Every token of `text` but the first is a target once; the sum of the
+    token losses is divided by the number of characters, so byte-level
+    runs are comparable with character-level ones.
+    """
+    ids = data.encode(vocabulary, text)
+    batch_size = batch_size or config["batch_size"]
+    windows = data.evaluation_windows(ids, config["context_length"], batch_size)
+
+    @tf.function(jit_compile=True)
+    def summed_nll(inputs, targets):
+        logits = tf.cast(model(inputs, training=False), "float32")
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
+        mask = tf.cast(targets != PAD_ID, "float32")
+        return tf.reduce_sum(nll * mask), tf.reduce_sum(mask)
+
+    total, count = 0.0, 0.0
+    for inputs, targets in windows:
+        nll, tokens = summed_nll(inputs, targets)
+        total += float(nll)
+        count += float(tokens)
+    characters = count / vocabulary.units_per_character(text)
+    nats = total / characters
+    return {
+        "val_loss_nats_per_char": round(nats, 4),
+        "val_bits_per_char": round(nats / math.log(2), 4),
+        "val_perplexity_per_char": round(math.exp(nats), 4),
+        "val_loss_nats_per_token": round(total / count, 4),
+        "val_tokens": int(count),
+        "tokenizer": vocabulary.kind,
+        "model": config["model"],
+    }
+
+
+def write_report(report, path):
+    text = json.dumps(report, indent=2, sort_keys=True) + "\n"
+    atomic_write_text(path, text)
+    logger.info("Report written to %s", path)
+
+
+def load_run(run_dir):
+    """`(config, vocabulary, model)` of a trained run directory."""
+    run_dir = pathlib.Path(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"No trained run in '{run_dir}': '{config_path}' is missing."
+        )
+    config = {**DEFAULTS, **json.loads(config_path.read_text("utf-8"))}
+    vocabulary = Vocabulary.load(run_dir / VOCABULARY_FILE)
+    model = build_model(config, vocabulary.size)
+    harness.load_weights(model, run_dir / harness.WEIGHTS_FILE)
+    return config, vocabulary, model
+
+
+def evaluate(run_dir):
+    """Evaluates a trained run on its validation split; writes the report."""
+    config, vocabulary, model = load_run(run_dir)
+    _, val_text = data.split_corpus(data.load_corpus(config), config)
+    report = evaluate_model(model, vocabulary, val_text, config)
+    write_report(report, pathlib.Path(run_dir) / REPORT_FILE)
+    return report

@@ -1,0 +1,406 @@
+"""Tests of the shared recipe machinery in `recipes.common`."""
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+import sacrebleu
+import tensorflow as tf
+
+from recipes.common import (
+    cli,
+    config,
+    distribute,
+    files,
+    losses,
+    metrics,
+    pipeline,
+    schedules,
+    training,
+)
+from recipes.common import tokenizer as subwords
+
+DEFAULTS = {"name": "x", "rate": 0.1, "steps": 10, "flag": True, "extra": None}
+
+
+# --- configuration -------------------------------------------------------
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_config_file_merges_over_defaults(tmp_path):
+    path = write(tmp_path / "c.json", '{"rate": 1, "extra": [1, 2]}')
+    loaded = config.load_config(str(path), DEFAULTS, ["steps=3", "name=y"])
+    assert loaded == {
+        "name": "y",
+        "rate": 1.0,
+        "steps": 3,
+        "flag": True,
+        "extra": [1, 2],
+    }
+    assert isinstance(loaded["rate"], float)
+
+
+def test_missing_config_file_is_named(tmp_path):
+    missing = tmp_path / "nope.json"
+    with pytest.raises(config.ConfigError, match="nope.json"):
+        config.load_config(str(missing), DEFAULTS)
+    with pytest.raises(config.ConfigError, match="no_such_config"):
+        config.load_config("no_such_config", DEFAULTS)
+
+
+def test_bad_json_names_file_and_line(tmp_path):
+    path = write(tmp_path / "bad.json", '{\n"rate": 0.1,\n}')
+    with pytest.raises(config.ConfigError) as info:
+        config.load_config(str(path), DEFAULTS)
+    assert "bad.json" in str(info.value)
+    assert "not valid JSON" in str(info.value)
+    assert "line 3" in str(info.value)
+
+
+def test_non_object_json_is_rejected(tmp_path):
+    path = write(tmp_path / "list.json", "[1, 2]")
+    with pytest.raises(config.ConfigError, match="JSON object.*list"):
+        config.load_config(str(path), DEFAULTS)
+
+
+def test_unknown_key_is_named_with_file(tmp_path):
+    path = write(tmp_path / "typo.json", '{"stepz": 3}')
+    with pytest.raises(config.ConfigError) as info:
+        config.load_config(str(path), DEFAULTS)
+    message = str(info.value)
+    assert "`stepz`" in message and "typo.json" in message
+    with pytest.raises(config.ConfigError, match="`stepz` in --set"):
+        config.load_config(None, DEFAULTS, ["stepz=3"])
+
+
+def test_wrong_value_type_is_named(tmp_path):
+    with pytest.raises(config.ConfigError) as info:
+        config.load_config(None, DEFAULTS, ["steps=0.5"])
+    assert str(info.value) == (
+        "Config key `steps` in --set must be a int like its default 10. "
+        "Received: steps=0.5"
+    )
+    path = write(tmp_path / "c.json", '{"flag": "yes"}')
+    with pytest.raises(config.ConfigError, match="`flag` in config file"):
+        config.load_config(str(path), DEFAULTS)
+
+
+def test_override_syntax():
+    assert config.parse_override("a=[1, 2]") == ("a", [1, 2])
+    assert config.parse_override("a=x=y") == ("a", "x=y")
+    with pytest.raises(config.ConfigError, match="key=value.*'novalue'"):
+        config.parse_override("novalue")
+    # A string key keeps a numeric-looking value as text.
+    assert config.apply_overrides(DEFAULTS, ["name=123"], DEFAULTS)["name"] == (
+        "123"
+    )
+
+
+def test_every_named_translation_config_loads():
+    from recipes.translation.config import DEFAULTS as TRANSLATION
+
+    names = sorted(p.stem for p in config.CONFIG_DIR.glob("translation*"))
+    assert "translation_demo" in names
+    for name in names:
+        loaded = config.load_config(name, TRANSLATION)
+        assert set(loaded) == set(TRANSLATION)
+
+
+def test_save_config_round_trip(tmp_path):
+    path = config.save_config(DEFAULTS, tmp_path / "run" / "config.json")
+    assert config.load_config_file(path, DEFAULTS) == DEFAULTS
+
+
+def test_cli_key_flags_and_set_order(tmp_path):
+    parser = cli.make_parser("prog", "test")
+    cli.add_config_arguments(
+        parser, DEFAULTS, None, {"steps": "steps", "flag": "a flag"}
+    )
+    args = parser.parse_args(
+        ["--steps", "5", "--flag", "false", "--set", "steps=7"]
+    )
+    loaded = cli.config_from_args(args, DEFAULTS)
+    assert loaded["steps"] == 7 and loaded["flag"] is False
+
+
+# --- files ---------------------------------------------------------------
+
+
+def test_atomic_directory_failure_leaves_nothing(tmp_path):
+    target = tmp_path / "export"
+    with pytest.raises(RuntimeError):
+        with files.atomic_directory(target) as temp:
+            (temp / "half.txt").write_text("partial")
+            raise RuntimeError("export failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_directory_never_overwrites_without_permission(tmp_path):
+    target = tmp_path / "export"
+    target.mkdir()
+    (target / "keep.txt").write_text("old")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        with files.atomic_directory(target):
+            pass
+    assert (target / "keep.txt").read_text() == "old"
+    with files.atomic_directory(target, overwrite=True) as temp:
+        (temp / "new.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+
+
+def test_atomic_write_text(tmp_path):
+    path = files.atomic_write_text(tmp_path / "a" / "b.txt", "hello")
+    assert path.read_text() == "hello"
+    assert [p.name for p in path.parent.iterdir()] == ["b.txt"]
+
+
+# --- schedules -----------------------------------------------------------
+
+
+def test_inverse_sqrt_formula():
+    schedule = schedules.InverseSqrtSchedule(2e-3, warmup_steps=4)
+    for step in (0, 1, 3, 8, 99):
+        s = step + 1
+        expected = 2e-3 * min(s / 4, math.sqrt(4 / s))
+        assert float(schedule(step)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_cosine_formula():
+    schedule = schedules.WarmupCosineSchedule(1e-3, 10, 110, 1e-4)
+    assert float(schedule(4)) == pytest.approx(5e-4)
+    assert float(schedule(59)) == pytest.approx(1e-4 + 0.9e-3 * 0.5)
+    assert float(schedule(500)) == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        schedules.InverseSqrtSchedule(1e-3, 100),
+        schedules.WarmupCosineSchedule(1e-3, 10, 100, 1e-5),
+    ],
+    ids=["inverse_sqrt", "cosine"],
+)
+def test_schedules_serialise(schedule):
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(schedule)
+    )
+    assert type(restored) is type(schedule)
+    assert restored.get_config() == schedule.get_config()
+    optimizer = keras.optimizers.Adam(learning_rate=schedule)
+    clone = keras.optimizers.Adam.from_config(optimizer.get_config())
+    assert float(clone.learning_rate) == pytest.approx(
+        float(schedule(0)), rel=1e-6
+    )
+
+
+def test_schedule_argument_errors():
+    with pytest.raises(ValueError, match=r"`warmup_steps`.*warmup_steps=0"):
+        schedules.InverseSqrtSchedule(1e-3, 0)
+    with pytest.raises(ValueError, match=r"`total_steps`.*total_steps=5"):
+        schedules.WarmupCosineSchedule(1e-3, 10, 5)
+    with pytest.raises(ValueError, match=r"`name`.*name='linear'"):
+        schedules.make_schedule("linear", 1e-3, 10)
+
+
+# --- losses --------------------------------------------------------------
+
+
+def test_masked_crossentropy_matches_hand_computation():
+    logits = np.log(
+        np.array([[[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]]])
+    ).astype("float32")
+    targets = np.array([[1, 2, 0]])
+    e = 0.3
+    log_p = np.log([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]])
+    per_token = [
+        -(1 - e) * log_p[i, t] - e * log_p[i].mean()
+        for i, t in enumerate([1, 2])
+    ]
+    loss = losses.MaskedSparseCrossentropy(label_smoothing=e, pad_id=0)
+    assert float(loss(targets, logits)) == pytest.approx(
+        np.mean(per_token), rel=1e-5
+    )
+
+
+def test_masked_crossentropy_argument_error():
+    with pytest.raises(ValueError, match="label_smoothing=1.0"):
+        losses.MaskedSparseCrossentropy(label_smoothing=1.0)
+
+
+def test_masked_accuracy_ignores_padding():
+    metric = losses.MaskedAccuracy(pad_id=0)
+    logits = np.eye(4, dtype="float32")[[[1, 2, 3, 1]]]
+    metric.update_state(np.array([[1, 2, 1, 0]]), logits)
+    assert float(metric.result()) == pytest.approx(2 / 3)
+
+
+# --- pipeline ------------------------------------------------------------
+
+
+def test_bucket_batches_pad_to_bucket_lengths():
+    lengths = [1, 2, 3, 5, 7, 8, 4, 6] * 6
+    rows = [np.arange(1, n + 1, dtype="int32") for n in lengths]
+    dataset = tf.data.Dataset.from_generator(
+        lambda: ((r, r) for r in rows),
+        output_signature=(tf.TensorSpec([None], "int32"),) * 2,
+    )
+    batched = pipeline.bucket_batches(
+        dataset, lambda a, b: tf.shape(a)[0], [4, 8], batch_size=4
+    )
+    shapes = set()
+    for a, b in batched:
+        shapes.add(tuple(a.shape))
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+        # Padding is zeros after each row's real tokens.
+        assert np.all(a.numpy()[:, 0] == 1)
+    assert shapes <= {(4, 4), (4, 8)}
+    assert len(shapes) == 2
+
+
+def test_check_buckets_adds_max_and_rejects_bad():
+    assert pipeline.check_buckets([16, 8], 32) == [8, 16, 32]
+    with pytest.raises(ValueError, match="bucket_lengths=\\[64\\]"):
+        pipeline.check_buckets([64], 32)
+
+
+# --- tokenizer -----------------------------------------------------------
+
+VOCAB = list(subwords.SPECIAL_TOKENS) + [
+    "A", "dog", "runs", ".", "(", ")", "-", "T", "shirt", "##s", "man",
+    "'", "s", ",",
+]  # fmt: skip
+
+
+def test_tokenize_and_detokenize_round_trip():
+    tokenizer = subwords.make_tokenizer(VOCAB)
+
+    @tf.function
+    def round_trip(texts):
+        ids = tokenizer.tokenize(texts).to_tensor()
+        eos = tf.fill([tf.shape(ids)[0], 1], subwords.EOS_ID)
+        # Tokens after [EOS] must be dropped.
+        ids = tf.concat([ids, eos, ids], axis=1)
+        return ids, subwords.detokenize(tokenizer, ids)
+
+    texts = ["A dog runs.", "A man's T-shirts (dog), A", "", "Ein Hund"]
+    ids, back = round_trip(tf.constant(texts))
+    back = [s.decode() for s in back.numpy()]
+    assert back[:3] == texts[:3]
+    assert back[3] == "[UNK] [UNK]"
+    assert ids.numpy()[0, :4].tolist() == [4, 5, 6, 7]
+
+
+def test_learned_vocabulary_keeps_case(tmp_path):
+    texts = ["The Dog runs .", "the dog Runs ."] * 20
+    vocabulary = subwords.learn_vocabulary(texts, 100)
+    assert tuple(vocabulary[:4]) == subwords.SPECIAL_TOKENS
+    assert "Dog" in vocabulary and "dog" in vocabulary
+    path = subwords.save_vocabulary(vocabulary, tmp_path / "vocab.txt")
+    assert subwords.load_vocabulary(path) == vocabulary
+
+
+def test_vocabulary_errors_name_the_file(tmp_path):
+    with pytest.raises(subwords.VocabularyError, match="missing.txt"):
+        subwords.load_vocabulary(tmp_path / "missing.txt")
+    bad = write(tmp_path / "bad.txt", "hello\nworld\n")
+    with pytest.raises(subwords.VocabularyError, match="bad.txt.*corrupt"):
+        subwords.load_vocabulary(bad)
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(subwords.VocabularyError, match="binary.txt"):
+        subwords.load_vocabulary(binary)
+
+
+# --- metrics -------------------------------------------------------------
+
+
+def test_bleu_equals_sacrebleu():
+    hyps = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee!"]
+    refs = ["Ein Mann fährt ein Fahrrad.", "Zwei Hunde spielen im Schnee."]
+    scores = metrics.corpus_scores(hyps, refs)
+    assert scores["bleu"] == sacrebleu.corpus_bleu(hyps, [refs]).score
+    assert scores["chrf"] == sacrebleu.corpus_chrf(hyps, [refs]).score
+    assert "tok:13a" in scores["bleu_signature"]
+    assert "case:mixed" in scores["bleu_signature"]
+    with pytest.raises(ValueError, match="1 hypotheses, 2 references"):
+        metrics.corpus_scores(hyps[:1], refs)
+
+
+# --- distribution --------------------------------------------------------
+
+
+def test_scale_for_replicas():
+    steps = {"warmup": 100, "total": 1001, "epoch": None}
+    assert distribute.scale_for_replicas(2, 32, 1e-3, steps, "sqrt") == (
+        64,
+        pytest.approx(1e-3 * math.sqrt(2)),
+        {"warmup": 50, "total": 501, "epoch": None},
+    )
+    assert distribute.scale_for_replicas(1, 32, 1e-3, steps, "linear")[1:] == (
+        1e-3,
+        {"warmup": 100, "total": 1001, "epoch": None},
+    )
+    with pytest.raises(ValueError, match="lr_scaling='cube'"):
+        distribute.scale_for_replicas(2, 32, 1e-3, steps, "cube")
+
+
+def test_worker_info_reads_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert distribute.worker_info() == (0, True)
+    cluster = {"worker": ["localhost:1", "localhost:2"]}
+    tf_config = {"cluster": cluster, "task": {"type": "worker", "index": 1}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    assert distribute.worker_info() == (1, False)
+
+
+def test_make_strategy_errors(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="strategy='tpu'"):
+        distribute.make_strategy("tpu")
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        distribute.make_strategy("multi_worker")
+    assert distribute.make_strategy("default").num_replicas_in_sync == 1
+
+
+# --- training helpers ----------------------------------------------------
+
+
+def test_time_limit_stops_training():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    limit = training.TimeLimit(1e-9)
+    history = model.fit(
+        np.ones((64, 2)),
+        np.ones((64, 1)),
+        batch_size=4,
+        epochs=3,
+        callbacks=[limit],
+        verbose=0,
+    )
+    assert limit.stopped
+    assert len(history.history["loss"]) == 1
+    assert int(model.optimizer.iterations.numpy()) == 1
+    with pytest.raises(ValueError, match="max_seconds=0"):
+        training.TimeLimit(0)
+
+
+def test_load_weights_errors_name_the_file(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    with pytest.raises(FileNotFoundError, match="missing.weights.h5"):
+        training.load_weights(model, tmp_path / "missing.weights.h5")
+    bad = write(tmp_path / "bad.weights.h5", "not hdf5")
+    with pytest.raises(ValueError, match="bad.weights.h5.*corrupt"):
+        training.load_weights(model, bad)
+    good = training.save_weights_atomically(model, tmp_path / "m.weights.h5")
+    training.load_weights(model, good)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "bad.weights.h5",
+        "m.weights.h5",
+    ]
