@@ -255,6 +255,23 @@ def test_beam_search_escapes_the_greedy_trap():
     np.testing.assert_allclose(scores[0, 0], TRAP[1, 3] + TRAP[3, 4], 1e-5)
 
 
+def test_beam_search_keeps_a_static_batch_with_another_axis_unknown():
+    # A state of shape (batch, None) with a known batch: the beam reorder
+    # reshapes must not turn the batch size unknown inside the loop.
+    @tf.function(input_signature=[tf.TensorSpec([2, None], "float32")])
+    def search(memory):
+        def step_fn(tokens, state, index):
+            return tf.gather(TRAP, tokens), state
+
+        return decoding.beam_search(
+            step_fn, tf.fill([2], START), memory, 4, end_token=END, beam_size=2
+        )
+
+    tokens, scores = search(tf.zeros([2, 3]))
+    np.testing.assert_array_equal(tokens[:, 0], [[1, 3, 4, 0]] * 2)
+    np.testing.assert_allclose(scores[:, 0], TRAP[1, 3] + TRAP[3, 4], 1e-5)
+
+
 def test_beam_size_one_equals_greedy():
     model = HistoryModel(vocab=5, max_length=7, seed=0)
     # END is unlikely everywhere, so no ended hypothesis beats the path.

@@ -57,8 +57,6 @@ def make_search_fn(
     def run(source):
         return search(model, source, max_length, beam_size, length_penalty)
 
-    # One exact trace per input shape (callers pad to a few shapes). With
-    # `reduce_retracing` TensorFlow would relax the shape to e.g.
-    # (batch, None), and `skipseq.decoding.beam_search` cannot yet loop
-    # over a state whose batch is static while another axis is not.
+    # One exact trace per input shape: callers pad to a few shapes, and
+    # XLA compiles each static shape anyway.
     return tf.function(run, jit_compile=jit_compile)

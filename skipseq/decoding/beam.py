@@ -205,8 +205,14 @@ def beam_search(
         alive_logp, keep = tf.math.top_k(alive_rank, k=beam_size)
         alive_seq = gather_beams(cand_seq, keep)
         parent = gather_beams(origin, keep)  # (batch, beam)
-        state = unflatten_beams(state, beam_size)
-        state = flatten_beams(gather_beams(state, parent))
+        reordered = flatten_beams(
+            gather_beams(unflatten_beams(state, beam_size), parent)
+        )
+        # The reshapes lose a static batch size when another axis is
+        # unknown, and the loop requires every shape to stay as it entered.
+        state = tf.nest.map_structure(
+            lambda new, old: tf.ensure_shape(new, old.shape), reordered, state
+        )
 
         # Ended: merge the new ended extensions into the pool.
         generated = next_index + 1 - prompt_length  # (batch,)
