@@ -200,13 +200,21 @@ def plot_val_loss(results, path):
             linestyle="--",
             label="trains below",
         )
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("depth (blocks)")
+        _depth_axis(ax, variants)
         ax.set_ylabel("final validation loss (nats/char)")
         ax.set_title(f"{family}")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
     return atomic_save_figure(figure, path)
+
+
+def _depth_axis(ax, variants):
+    """A log2 depth axis labelled with the depths that were run."""
+    depths = sorted({r["depth"] for runs in variants.values() for r in runs})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(depths, [str(d) for d in depths])
+    ax.minorticks_off()
+    ax.set_xlabel("depth (blocks)")
 
 
 def plot_grad_ratio(results, path):
@@ -232,9 +240,8 @@ def plot_grad_ratio(results, path):
                     label=f"{variant} ({when})",
                 )
         ax.axhline(1.0, color="grey", linestyle=":")
-        ax.set_xscale("log", base=2)
+        _depth_axis(ax, variants)
         ax.set_yscale("log")
-        ax.set_xlabel("depth (blocks)")
         ax.set_ylabel("||grad first block|| / ||grad last block||")
         ax.set_title(f"{family}")
         ax.grid(True, alpha=0.3)

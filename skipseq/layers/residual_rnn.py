@@ -130,6 +130,27 @@ def last_step(outputs, mask):
     return ops.take_along_axis(outputs, index, axis=1)[:, 0]
 
 
+def wrap_residual(stack, layer, index):
+    """Layer `index` of a recurrent stack, with its skip from
+    `stack.residual_start` up, configured by the stack's skip arguments."""
+    if index < stack.residual_start:
+        return layer
+    seed = None if stack.seed is None else stack.seed + index
+    return Residual(
+        layer,
+        skip=stack.skip,
+        norm_position=stack.norm_position,
+        norm=stack.norm,
+        layer_norm_epsilon=stack.layer_norm_epsilon,
+        scaling=stack.scaling,
+        dropout=stack.dropout,
+        stochastic_depth_rate=stack.stochastic_depth_rate,
+        seed=seed,
+        name=f"residual_{index}",
+        dtype=stack.dtype_policy,
+    )
+
+
 @keras.saving.register_keras_serializable(package="skipseq")
 class ResidualRNN(keras.layers.Layer):
     """A deep LSTM or GRU stack with residual connections (GNMT style).
@@ -297,22 +318,7 @@ class ResidualRNN(keras.layers.Layer):
             rnn = keras.layers.Bidirectional(
                 rnn, name="bidirectional_0", dtype=self.dtype_policy
             )
-        if index < self.residual_start:
-            return rnn
-        seed = None if self.seed is None else self.seed + index
-        return Residual(
-            rnn,
-            skip=self.skip,
-            norm_position=self.norm_position,
-            norm=self.norm,
-            layer_norm_epsilon=self.layer_norm_epsilon,
-            scaling=self.scaling,
-            dropout=self.dropout,
-            stochastic_depth_rate=self.stochastic_depth_rate,
-            seed=seed,
-            name=f"residual_{index}",
-            dtype=self.dtype_policy,
-        )
+        return wrap_residual(self, rnn, index)
 
     def keras_rnns(self):
         """Every Keras LSTM/GRU layer of the stack, bottom first."""

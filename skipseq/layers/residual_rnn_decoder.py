@@ -20,6 +20,7 @@ from skipseq.layers.residual_rnn import (
     mask_outputs,
     run_mask,
     set_use_cudnn,
+    wrap_residual,
 )
 from skipseq.layers.rnn_attention import SCORES, RNNAttention
 
@@ -218,22 +219,7 @@ class ResidualRNNDecoder(keras.layers.Layer):
             layer = _ContextRNN(
                 layer, None, name=f"context_{index}", dtype=self.dtype_policy
             )
-        if index < self.residual_start:
-            return layer
-        seed = None if self.seed is None else self.seed + index
-        return Residual(
-            layer,
-            skip=self.skip,
-            norm_position=self.norm_position,
-            norm=self.norm,
-            layer_norm_epsilon=self.layer_norm_epsilon,
-            scaling=self.scaling,
-            dropout=self.dropout,
-            stochastic_depth_rate=self.stochastic_depth_rate,
-            seed=seed,
-            name=f"residual_{index}",
-            dtype=self.dtype_policy,
-        )
+        return wrap_residual(self, layer, index)
 
     def keras_rnns(self):
         """Every Keras LSTM/GRU layer of the decoder, bottom first."""
