@@ -2,6 +2,8 @@
 
 import json
 import math
+import os
+import signal
 
 import keras
 import numpy as np
@@ -83,7 +85,7 @@ def test_wrong_value_type_is_named(tmp_path):
     with pytest.raises(config.ConfigError) as info:
         config.load_config(None, DEFAULTS, ["steps=0.5"])
     assert str(info.value) == (
-        "Config key `steps` in --set must be a int like its default 10. "
+        "Config key `steps` in --set must be an int like its default 10. "
         "Received: steps=0.5"
     )
     path = write(tmp_path / "c.json", '{"flag": "yes"}')
@@ -129,6 +131,43 @@ def test_cli_key_flags_and_set_order(tmp_path):
     assert loaded["steps"] == 7 and loaded["flag"] is False
 
 
+def test_cli_flag_errors_name_the_flag():
+    parser = cli.make_parser("prog", "test")
+    cli.add_config_arguments(
+        parser, DEFAULTS, None, {"steps": "steps", "flag": "a flag"}
+    )
+    # A word that is not yes/no must not silently mean false.
+    args = parser.parse_args(["--flag", "maybe"])
+    with pytest.raises(config.ConfigError) as info:
+        cli.config_from_args(args, DEFAULTS)
+    assert str(info.value) == (
+        "Config key `flag` in --flag must be a bool like its default True. "
+        "Received: flag='maybe'"
+    )
+    args = parser.parse_args(["--steps", "x"])
+    with pytest.raises(config.ConfigError, match="`steps` in --steps must"):
+        cli.config_from_args(args, DEFAULTS)
+    args = parser.parse_args(["--flag", "No"])
+    assert cli.config_from_args(args, DEFAULTS)["flag"] is False
+
+
+def test_cli_interrupt_is_one_line(capsys):
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    def terminated(argv):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return 0
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.run(interrupted) == cli.INTERRUPTED
+    assert cli.run(terminated) == cli.INTERRUPTED
+    errors = capsys.readouterr().err.splitlines()
+    assert errors[0].startswith("error: interrupted by SIGINT; files")
+    assert errors[1].startswith("error: interrupted by SIGTERM; files")
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
 # --- files ---------------------------------------------------------------
 
 
@@ -153,6 +192,31 @@ def test_atomic_directory_never_overwrites_without_permission(tmp_path):
         (temp / "new.txt").write_text("new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
     assert [p.name for p in target.iterdir()] == ["new.txt"]
+
+
+def test_atomic_directory_replaces_only_marked_folders(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("user data")
+    with pytest.raises(FileExistsError) as info:
+        with files.atomic_directory(mine, True, "saved_model.pb"):
+            pass
+    assert str(info.value) == (
+        f"'{mine}' exists and is not an earlier export (it has no "
+        "saved_model.pb); it is never replaced, even with --overwrite. "
+        "Choose another folder."
+    )
+    assert [p.name for p in mine.iterdir()] == ["keep.txt"]
+    export = tmp_path / "export"
+    with files.atomic_directory(export, False, "saved_model.pb") as temp:
+        (temp / "saved_model.pb").write_text("v1")
+    # Readable by others like any new folder, not private like mkdtemp's.
+    mode = export.stat().st_mode & 0o777
+    assert mode == files.default_directory_mode()
+    with files.atomic_directory(export, True, "saved_model.pb") as temp:
+        (temp / "saved_model.pb").write_text("v2")
+    assert (export / "saved_model.pb").read_text() == "v2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "mine"]
 
 
 def test_atomic_write_text(tmp_path):
@@ -404,3 +468,18 @@ def test_load_weights_errors_name_the_file(tmp_path):
         "bad.weights.h5",
         "m.weights.h5",
     ]
+
+
+def test_load_weights_mismatch_is_one_line(tmp_path):
+    small = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    path = training.save_weights_atomically(small, tmp_path / "s.weights.h5")
+    big = keras.Sequential(
+        [keras.Input((2,)), keras.layers.Dense(3), keras.layers.Dense(1)]
+    )
+    with pytest.raises(ValueError) as info:
+        training.load_weights(big, path)
+    message = str(info.value)
+    assert message.startswith(
+        f"Checkpoint file '{path}' is corrupt or does not match the model"
+    )
+    assert "\n" not in message

@@ -3,13 +3,15 @@
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from recipes.common.config import ConfigError, load_config
+from recipes.common import cli
+from recipes.common.config import ConfigError, load_config, save_config
 from recipes.text_generation import __main__ as cli_main
 from recipes.text_generation import generation, training
 from recipes.text_generation.config import DEFAULTS, check_config
@@ -257,6 +259,69 @@ def test_bad_inputs(trained_run):
         generation.check_generation_args(top_p=0)
     with pytest.raises(ValueError, match="`num_new_tokens` must be"):
         generation.check_generation_args(num_new_tokens=-1)
+
+
+@needs_data
+def test_train_never_clobbers_or_mixes_runs(trained_run, tmp_path):
+    run_dir, config = trained_run["dir"], trained_run["config"]
+    weights = run_dir / "model.weights.h5"
+    before = weights.read_bytes()
+    with pytest.raises(FileExistsError) as info:
+        training.train(config, run_dir)
+    assert str(info.value) == (
+        f"'{run_dir}' already holds a trained model (model.weights.h5); "
+        "pass --overwrite or choose another --output-dir."
+    )
+    assert weights.read_bytes() == before
+    # An unfinished run resumes only with its own configuration.
+    unfinished = tmp_path / "unfinished"
+    save_config(config, unfinished / "config.json")
+    with pytest.raises(ConfigError, match=r"keys \['learning_rate'\] differ"):
+        training.train({**config, "learning_rate": 0.5}, unfinished)
+    assert sorted(p.name for p in unfinished.iterdir()) == ["config.json"]
+
+
+@needs_data
+def test_load_run_errors_name_the_file(trained_run, tmp_path):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(trained_run["dir"], run_dir)
+    config_path = run_dir / "config.json"
+    good_config = config_path.read_text("utf-8")
+    config_path.write_text('{"widht": 16}', "utf-8")
+    with pytest.raises(ConfigError, match="Unknown config key `widht` in"):
+        training.load_run(run_dir)
+    config_path.write_text("{", "utf-8")
+    with pytest.raises(ConfigError, match="config.json' is not valid JSON"):
+        training.load_run(run_dir)
+    config_path.write_text(good_config, "utf-8")
+    vocab_path = run_dir / "vocabulary.json"
+    vocab_path.write_text("[1]", "utf-8")
+    with pytest.raises(ValueError) as info:
+        training.load_run(run_dir)
+    assert str(info.value).startswith(
+        f"Vocabulary file '{vocab_path}' is corrupt: it must hold a JSON object"
+    )
+    vocab_path.write_text('{"kind":', "utf-8")
+    with pytest.raises(ValueError, match="vocabulary.json' cannot be read"):
+        training.load_run(run_dir)
+
+
+@needs_data
+def test_top_k_above_vocabulary_and_export_target(trained_run, capsys):
+    model, run_dir = trained_run["model"], trained_run["dir"]
+    size = model.vocabulary_size
+    with pytest.raises(ValueError) as info:
+        generation.ChunkDecoder(model, 4, 2, top_k=size + 1)
+    assert str(info.value) == (
+        f"Argument `top_k` must be at most the vocabulary size ({size}). "
+        f"Received: top_k={size + 1}"
+    )
+    # --overwrite never replaces a folder that is not an export.
+    argv = ["export", "--run-dir", str(run_dir), "--export-dir"]
+    argv += [str(run_dir), "--overwrite"]
+    assert cli.run(cli_main.main, argv) == 2
+    assert "is not an earlier export" in capsys.readouterr().err
+    assert (run_dir / "model.weights.h5").is_file()
 
 
 def test_cli_bad_temperature_exits_with_message(capsys):

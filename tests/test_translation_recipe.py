@@ -4,7 +4,10 @@ One tiny Transformer is trained once per module (a few hundred sentence
 pairs, a dozen steps) and shared by the tests that only read it.
 """
 
+import io
 import json
+import pathlib
+import re
 import shutil
 
 import keras
@@ -98,7 +101,7 @@ def test_bad_inputs_give_strings(trained):
     assert translator.translate([]) == []
 
 
-def test_export_reloads_in_fresh_process(trained, tmp_path):
+def test_export_reloads_in_fresh_process(trained, tmp_path, monkeypatch):
     run_dir, _, translator = trained
     expected = translator.translate(ODD_INPUTS)
     target = tmp_path / "export"
@@ -112,6 +115,11 @@ def test_export_reloads_in_fresh_process(trained, tmp_path):
     received, modules = export.translate_in_subprocess(moved, ODD_INPUTS)
     assert received == expected
     assert modules == []
+    # A path relative to the working directory, as `make demo` passes it.
+    monkeypatch.chdir(tmp_path)
+    relative = pathlib.Path("moved", "translator")
+    received, _ = export.translate_in_subprocess(relative, ODD_INPUTS[:1])
+    assert received == expected[:1]
     # Exporting leaves the in-process translator working.
     assert translator.translate(ODD_INPUTS) == expected
 
@@ -234,6 +242,80 @@ def test_cli_errors_name_file_or_key(tmp_path, capsys):
         error = capsys.readouterr().err
         assert error.startswith("error: ") and name in error
     assert list(tmp_path.iterdir()) == [bad]
+
+
+def test_trained_run_allows_only_search_overrides(trained):
+    run_dir, _, _ = trained
+    config = recipe.load_run_config(run_dir, ["beam_size=1"])
+    assert config["beam_size"] == 1
+    with pytest.raises(configs.ConfigError) as info:
+        recipe.load_run_config(run_dir, ["hidden_dim=3"])
+    message = str(info.value)
+    assert message.startswith(
+        "Config key `hidden_dim` is fixed by the trained run ("
+    )
+    assert "config.json" in message and "'hidden_dim=3'" in message
+    cases = [
+        ("beam_size=0", "Config key `beam_size` must be an integer >= 1"),
+        ("eval_batch_size=0", "`eval_batch_size` must be an integer >= 1"),
+        ("max_decode_length=1", "`max_decode_length` must be at least 2"),
+        ("max_decode_length=99", "at most max_length (= 24)"),
+    ]
+    for override, expected in cases:
+        with pytest.raises(configs.ConfigError, match=re.escape(expected)):
+            recipe.load_run_config(run_dir, [override])
+    # Checked before training, not after it.
+    with pytest.raises(configs.ConfigError, match="beam_size=0"):
+        recipe.train(tiny_config("beam_size=0"), run_dir / "never")
+    assert not (run_dir / "never").exists()
+
+
+def test_cli_input_errors_name_the_input(
+    trained, tmp_path, monkeypatch, capsys
+):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes(b"A dog.\nCaf\xe9\n")
+    with pytest.raises(ValueError) as info:
+        list(cli_main._read_lines(str(bad)))
+    assert str(info.value) == (
+        f"Input file '{bad}' is not UTF-8 text: line 2 has the byte b'\\xe9'."
+    )
+    with pytest.raises(ValueError, match="cannot be read: Is a directory"):
+        list(cli_main._read_lines(str(tmp_path)))
+    stdin = io.TextIOWrapper(io.BytesIO("\n\U0001f600\n\xff".encode()))
+    monkeypatch.setattr("sys.stdin", stdin)
+    assert list(cli_main._read_lines("-")) == ["", "\U0001f600", "\xff"]
+    stdin = io.TextIOWrapper(io.BytesIO(b"ok\n\xff\n"))
+    monkeypatch.setattr("sys.stdin", stdin)
+    with pytest.raises(ValueError, match="from standard input.*line 2"):
+        list(cli_main._read_lines("-"))
+
+    run_dir, _, _ = trained
+    argv = ["translate", str(bad), "--output-dir", str(run_dir)]
+    assert cli_main.cli.run(cli_main.main, argv + ["--batch-lines", "0"]) == 2
+    assert capsys.readouterr().err == (
+        "error: Argument --batch-lines must be >= 1. "
+        "Received: --batch-lines=0\n"
+    )
+
+
+def test_export_never_replaces_other_folders(trained, tmp_path, capsys):
+    run_dir, _, _ = trained
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    for target in (mine, run_dir):
+        before = sorted(p.name for p in target.iterdir())
+        argv = ["export", "--output-dir", str(run_dir)]
+        argv += ["--export-dir", str(target), "--overwrite"]
+        assert cli_main.cli.run(cli_main.main, argv) == 2
+        error = capsys.readouterr().err
+        assert error == (
+            f"error: '{target}' exists and is not an earlier export (it "
+            "has no saved_model.pb); it is never replaced, even with "
+            "--overwrite. Choose another folder.\n"
+        )
+        assert sorted(p.name for p in target.iterdir()) == before
 
 
 def test_help_explains_every_flag(capsys):

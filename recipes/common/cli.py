@@ -10,12 +10,23 @@ a one-line message and exit status 2 instead of a traceback.
 import argparse
 import json
 import logging
+import signal
 import sys
 
-from recipes.common.config import ConfigError, load_config
+from recipes.common.config import ConfigError, apply_overrides, load_config
 
 # Errors a user can fix; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ConfigError, FileNotFoundError, FileExistsError, ValueError)
+# Exit status of a program stopped by Ctrl-C (128 + SIGINT).
+INTERRUPTED = 130
+BOOL_WORDS = {"1": True, "true": True, "yes": True}
+BOOL_WORDS.update({"0": False, "false": False, "no": False})
+
+
+def _bool_flag(text):
+    """JSON for a yes/no word; other text stays a string for the check."""
+    value = BOOL_WORDS.get(text.strip().lower(), text)
+    return json.dumps(value)
 
 
 def add_config_arguments(parser, defaults, default_config, key_help):
@@ -55,7 +66,7 @@ def add_config_arguments(parser, defaults, default_config, key_help):
             group.add_argument(
                 f"--{key.replace('_', '-')}",
                 dest=f"key_{key}",
-                type=lambda s: json.dumps(s.lower() in ("1", "true", "yes")),
+                type=_bool_flag,
                 metavar="BOOL",
                 help=f"{text} (config key `{key}`)",
             )
@@ -72,18 +83,31 @@ def add_config_arguments(parser, defaults, default_config, key_help):
 def config_from_args(args, defaults):
     """The configuration named by the parsed `args`, overrides applied.
 
-    Per-key flags apply before the `--set` overrides.
+    Per-key flags apply before the `--set` overrides; an error names the
+    flag or `--set`.
     """
-    overrides = []
+    config = load_config(args.config, defaults)
     for name, value in vars(args).items():
         if name.startswith("key_") and value is not None:
-            overrides.append(f"{name[4:]}={value}")
-    overrides.extend(args.overrides)
-    return load_config(args.config, defaults, overrides)
+            key = name[4:]
+            flag = f"--{key.replace('_', '-')}"
+            config = apply_overrides(
+                config, [f"{key}={value}"], defaults, source=flag
+            )
+    return apply_overrides(config, args.overrides, defaults)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def run(main, argv=None):
-    """Calls `main(argv)` and turns user errors into `error: ...` + exit 2."""
+    """Calls `main(argv)` and turns user errors into `error: ...` + exit 2.
+
+    SIGTERM (what `timeout` and `kill` send) is handled like Ctrl-C, so
+    temporary files are removed either way; an interrupted program
+    prints one line and exits with status 130.
+    """
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -91,11 +115,22 @@ def run(main, argv=None):
     # paths) are noise for a recipe user.
     for name in ("absl", "tensorflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return main(argv)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as error:
+        name = str(error) or "SIGINT"
+        print(
+            f"error: interrupted by {name}; files already written are "
+            "kept (an interrupted `train` resumes when run again).",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def make_parser(prog, description):

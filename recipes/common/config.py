@@ -49,6 +49,11 @@ def _type_name(value):
     return type(value).__name__
 
 
+def _a_type_name(value):
+    name = _type_name(value)
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
 def check_value(key, value, default, source):
     """Returns `value` if it fits the type of `default`, else raises.
 
@@ -69,8 +74,8 @@ def check_value(key, value, default, source):
         ok = isinstance(value, type(default))
     if not ok:
         raise ConfigError(
-            f"Config key `{key}` in {source} must be a "
-            f"{_type_name(default)} like its default {default!r}. "
+            f"Config key `{key}` in {source} must be "
+            f"{_a_type_name(default)} like its default {default!r}. "
             f"Received: {key}={value!r}"
         )
     return value
@@ -152,8 +157,10 @@ def parse_override(text):
     return key, value
 
 
-def apply_overrides(config, overrides, defaults):
+def apply_overrides(config, overrides, defaults, source="--set"):
     """Returns `config` with `key=value` strings applied in order.
+
+    `source` names where the overrides came from in error messages.
 
     Raises:
         ConfigError: for a malformed override, a key `defaults` lacks, or a
@@ -163,11 +170,11 @@ def apply_overrides(config, overrides, defaults):
     for text in overrides:
         key, value = parse_override(text)
         if key not in defaults:
-            raise _unknown_key(key, defaults, "--set")
+            raise _unknown_key(key, defaults, source)
         if isinstance(defaults[key], str) and not isinstance(value, str):
             # `--set name=123` means the string "123" for a string key.
             value = text.partition("=")[2]
-        config[key] = check_value(key, value, defaults[key], "--set")
+        config[key] = check_value(key, value, defaults[key], source)
     return config
 
 

@@ -15,11 +15,20 @@ import tempfile
 TEMP_PREFIX = ".tmp-"
 
 
-def default_mode():
-    """The permissions a new file gets under the current umask."""
+def _umask():
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def default_mode():
+    """The permissions a new file gets under the current umask."""
+    return 0o666 & ~_umask()
+
+
+def default_directory_mode():
+    """The permissions a new folder gets under the current umask."""
+    return 0o777 & ~_umask()
 
 
 def atomic_write_text(path, text):
@@ -51,29 +60,50 @@ def check_can_write(path, overwrite):
         )
 
 
+def check_can_replace(path, overwrite, marker=None):
+    """`check_can_write`, and with `marker`, protects other folders.
+
+    With `marker` (a file name such as `saved_model.pb`), an existing
+    `path` is replaced only if it is a folder holding that file, so that
+    `--overwrite` can never delete a run directory or a user's files.
+    """
+    check_can_write(path, overwrite)
+    path = pathlib.Path(path)
+    if marker and path.exists() and not (path / marker).is_file():
+        raise FileExistsError(
+            f"'{path}' exists and is not an earlier export (it has no "
+            f"{marker}); it is never replaced, even with --overwrite. "
+            "Choose another folder."
+        )
+
+
 @contextlib.contextmanager
-def atomic_directory(target, overwrite=False):
+def atomic_directory(target, overwrite=False, marker=None):
     """Context manager that builds a folder and moves it to `target`.
 
     Yields a new empty temporary folder next to `target`. When the block
     ends normally the folder is renamed to `target`; when it raises, the
     temporary folder is deleted and `target` is left as it was. An existing
     `target` is replaced only if `overwrite` is true, and then only after
-    the new folder is complete.
+    the new folder is complete; with `marker`, only if it is a folder
+    holding a file of that name (see `check_can_replace`).
 
     Raises:
-        FileExistsError: if `target` exists and `overwrite` is false
+        FileExistsError: if `target` exists and may not be replaced
             (checked before the block runs and again before the rename).
     """
     target = pathlib.Path(target)
-    check_can_write(target, overwrite)
+    check_can_replace(target, overwrite, marker)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = pathlib.Path(
         tempfile.mkdtemp(prefix=TEMP_PREFIX + target.name, dir=target.parent)
     )
+    # mkdtemp makes the folder private to its owner; an export is read
+    # by servers that may run as another user.
+    os.chmod(temp, default_directory_mode())
     try:
         yield temp
-        check_can_write(target, overwrite)
+        check_can_replace(target, overwrite, marker)
         if target.exists():
             # Move the old folder aside first so that a failed rename
             # below can put it back.

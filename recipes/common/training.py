@@ -161,9 +161,13 @@ def load_weights(model, path):
     try:
         model.load_weights(str(path))
     except Exception as error:  # h5py and Keras raise many kinds.
+        # Keras lists every layer it could not load; the first line says
+        # enough and keeps the message to one line.
+        reason = (str(error).strip().splitlines() or [""])[0]
+        reason = reason.split(" Example error message")[0]
         raise ValueError(
             f"Checkpoint file '{path}' is corrupt or does not match the "
-            f"model of this configuration: {error}"
+            f"model of this configuration: {reason or type(error).__name__}"
         ) from error
 
 

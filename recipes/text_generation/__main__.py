@@ -52,6 +52,11 @@ def make_parser():
     train = commands.add_parser("train", help="train or resume a model")
     cli.add_config_arguments(train, DEFAULTS, DEFAULT_CONFIG, KEY_HELP)
     train.add_argument("--output-dir", required=True, help="run directory")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a finished run in --output-dir",
+    )
 
     evaluate = commands.add_parser("evaluate", help="validation loss")
     evaluate.add_argument("--run-dir", required=True)
@@ -124,7 +129,7 @@ def main(argv=None):
         from recipes.text_generation import training
 
         config = cli.config_from_args(args, DEFAULTS)
-        report = training.train(config, args.output_dir)
+        report = training.train(config, args.output_dir, args.overwrite)
         print(json.dumps(report, sort_keys=True))
     elif args.command == "evaluate":
         from recipes.text_generation import training
@@ -133,8 +138,11 @@ def main(argv=None):
     elif args.command == "generate":
         run_generate(args)
     else:
+        from recipes.common.files import check_can_replace
         from recipes.text_generation import export, training
 
+        # Before the slow model load, so a refusal comes at once.
+        check_can_replace(args.export_dir, args.overwrite, export.MARKER)
         config, vocabulary, model = training.load_run(args.run_dir)
         path = export.export(
             model, vocabulary, config, args.export_dir, args.overwrite

@@ -27,6 +27,9 @@ from recipes.text_generation import generation
 from recipes.text_generation.vocabulary import BOS_ID, PAD_ID
 
 SIGNATURE = "generate"
+# The file every SavedModel folder holds; `overwrite` replaces only a
+# folder that has it.
+MARKER = "saved_model.pb"
 
 
 class GenerationModule(tf.Module):
@@ -107,9 +110,13 @@ class GenerationModule(tf.Module):
 
 
 def export(model, vocabulary, config, path, overwrite=False):
-    """Writes the SavedModel to `path` atomically; returns the path."""
+    """Writes the SavedModel to `path` atomically; returns the path.
+
+    An existing `path` is replaced only with `overwrite`, and only if it
+    is an earlier export (it holds `saved_model.pb`).
+    """
     module = GenerationModule(model, vocabulary, config)
-    with atomic_directory(path, overwrite=overwrite) as temp:
+    with atomic_directory(path, overwrite, MARKER) as temp:
         tf.saved_model.save(
             module, str(temp), signatures={SIGNATURE: module.generate}
         )

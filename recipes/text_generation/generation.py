@@ -137,6 +137,11 @@ class ChunkDecoder:
                 f"Argument `window` must be >= 2. Received: window={window}"
             )
         check_generation_args(top_k=top_k, top_p=top_p, beam_size=beam_size)
+        if top_k is not None and top_k > model.vocabulary_size:
+            raise ValueError(
+                "Argument `top_k` must be at most the vocabulary size "
+                f"({model.vocabulary_size}). Received: top_k={top_k}"
+            )
         self.model = model
         self.window = window
         self.chunk_length = chunk_length

@@ -15,13 +15,14 @@ import json
 import logging
 import math
 import pathlib
+import shutil
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from recipes.common import training as harness
-from recipes.common.config import save_config
+from recipes.common.config import ConfigError, load_config_file, save_config
 from recipes.common.files import atomic_write_text
 from recipes.common.losses import MaskedSparseCrossentropy
 from recipes.common.schedules import WarmupCosineSchedule, make_schedule
@@ -98,10 +99,56 @@ def compile_model(model, config):
     )
 
 
-def train(config, run_dir):
-    """Trains (or resumes) a run; returns the evaluation report."""
+def check_run_dir(run_dir, config, overwrite):
+    """Refuses to clobber a finished or different run in `run_dir`.
+
+    A run directory with a configuration but no final weights is an
+    interrupted run: it resumes if its configuration equals `config`. One
+    with final weights is finished: it is replaced only with `overwrite`.
+    """
+    run_dir = pathlib.Path(run_dir)
+    if overwrite:
+        return
+    if (run_dir / harness.WEIGHTS_FILE).exists():
+        raise FileExistsError(
+            f"'{run_dir}' already holds a trained model "
+            f"({harness.WEIGHTS_FILE}); pass --overwrite or choose "
+            "another --output-dir."
+        )
+    saved = run_dir / CONFIG_FILE
+    if saved.exists():
+        previous = load_config_file(saved, DEFAULTS)
+        changed = sorted(k for k in DEFAULTS if previous[k] != config[k])
+        if changed:
+            raise ConfigError(
+                f"'{run_dir}' holds an unfinished run with another "
+                f"configuration (keys {changed} differ from '{saved}'); "
+                "resume it with the same configuration, or pass "
+                "--overwrite or another --output-dir."
+            )
+
+
+def clear_run_dir(run_dir):
+    """Deletes what `train` writes in `run_dir`, and nothing else."""
+    run_dir = pathlib.Path(run_dir)
+    for name in (harness.WEIGHTS_FILE, CONFIG_FILE, VOCABULARY_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    (run_dir / REPORT_FILE).unlink(missing_ok=True)
+    for name in (harness.BACKUP_DIR, harness.LOG_DIR):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+
+
+def train(config, run_dir, overwrite=False):
+    """Trains (or resumes) a run; returns the evaluation report.
+
+    A finished run in `run_dir` is replaced only with `overwrite`; an
+    unfinished one resumes if its configuration equals `config`.
+    """
     check_config(config)
     run_dir = pathlib.Path(run_dir)
+    check_run_dir(run_dir, config, overwrite)
+    if overwrite:
+        clear_run_dir(run_dir)
     keras.utils.set_random_seed(config["seed"])
     train_text, val_text = data.split_corpus(data.load_corpus(config), config)
     vocabulary_path = run_dir / VOCABULARY_FILE
@@ -208,7 +255,7 @@ def load_run(run_dir):
         raise FileNotFoundError(
             f"No trained run in '{run_dir}': '{config_path}' is missing."
         )
-    config = {**DEFAULTS, **json.loads(config_path.read_text("utf-8"))}
+    config = check_config(load_config_file(config_path, DEFAULTS))
     vocabulary = Vocabulary.load(run_dir / VOCABULARY_FILE)
     model = build_model(config, vocabulary.size)
     harness.load_weights(model, run_dir / harness.WEIGHTS_FILE)

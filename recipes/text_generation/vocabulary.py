@@ -145,11 +145,22 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path):
-        """Reads a file written by `save`."""
+        """Reads a file written by `save`; errors name the file."""
         path = pathlib.Path(path)
         try:
             values = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ValueError(f"Vocabulary file not found: '{path}'.") from None
-        kind = values.get("kind", "char")
-        return cls(None if kind == "byte" else values["units"], kind=kind)
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"Vocabulary file '{path}' cannot be read: {error}"
+            ) from None
+        try:
+            kind = values.get("kind", "char")
+            return cls(None if kind == "byte" else values["units"], kind=kind)
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"Vocabulary file '{path}' is corrupt: it must hold a JSON "
+                'object {"kind": ..., "units": [...]} as written by '
+                f"`train`. ({type(error).__name__}: {error})"
+            ) from None

@@ -14,7 +14,7 @@ import os
 import pathlib
 import sys
 
-from recipes.common import cli
+from recipes.common import cli, files
 from recipes.translation.config import DEFAULT_CONFIG, DEFAULTS, KEY_HELP
 
 DESCRIPTION = """\
@@ -192,18 +192,40 @@ def _evaluate(args):
     print(f"Report written to {_run_dir(args) / recipe.REPORT_FILE}")
 
 
+def _decode_lines(stream, name):
+    """UTF-8 lines of a binary stream; a bad byte names `name` and line."""
+    for number, raw in enumerate(stream, start=1):
+        try:
+            yield raw.decode("utf-8").rstrip("\n")
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"Input {name} is not UTF-8 text: line {number} has the "
+                f"byte {raw[error.start : error.start + 1]!r}."
+            ) from None
+
+
 def _read_lines(path):
     if path == "-":
-        yield from (line.rstrip("\n") for line in sys.stdin)
+        yield from _decode_lines(sys.stdin.buffer, "from standard input")
         return
     try:
-        with open(path, encoding="utf-8") as file:
-            yield from (line.rstrip("\n") for line in file)
+        file = open(path, "rb")
     except FileNotFoundError:
         raise FileNotFoundError(f"Input file not found: '{path}'.") from None
+    except OSError as error:
+        raise ValueError(
+            f"Input file '{path}' cannot be read: {error.strerror}."
+        ) from None
+    with file:
+        yield from _decode_lines(file, f"file '{path}'")
 
 
 def _translate(args):
+    if args.batch_lines < 1:
+        raise ValueError(
+            "Argument --batch-lines must be >= 1. "
+            f"Received: --batch-lines={args.batch_lines}"
+        )
     translator = _load(args)
     batch = []
     for line in _read_lines(args.input):
@@ -219,8 +241,10 @@ def _translate(args):
 def _export(args):
     from recipes.translation import export
 
-    translator = _load(args)
     target = args.export_dir or _run_dir(args) / "export"
+    # Before the slow model load, so a refusal comes at once.
+    files.check_can_replace(target, args.overwrite, export.MARKER)
+    translator = _load(args)
     path = export.export(translator, target, overwrite=args.overwrite)
     print(f"SavedModel written to {path}. Load it with:")
     print("  import tensorflow as tf; import tensorflow_text")

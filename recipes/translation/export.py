@@ -29,6 +29,10 @@ from recipes.common import tokenizer as subwords
 from recipes.common.files import atomic_directory
 from recipes.translation import data, search
 
+# The file every SavedModel folder holds; `--overwrite` replaces only a
+# folder that has it.
+MARKER = "saved_model.pb"
+
 README = """\
 Translation SavedModel ({source} -> {target}), exported by skipseq.
 
@@ -113,7 +117,8 @@ def export(translator, export_dir, overwrite=False, beam_size=None):
 
     The model is written to a temporary folder next to `export_dir` and
     renamed into place when complete; a failure leaves nothing behind and
-    an existing `export_dir` is replaced only with `overwrite`.
+    an existing `export_dir` is replaced only with `overwrite`, and only
+    if it is an earlier export (it holds `saved_model.pb`).
 
     Returns:
         The export path.
@@ -122,7 +127,7 @@ def export(translator, export_dir, overwrite=False, beam_size=None):
     beam_size = beam_size or config["beam_size"]
     export_dir = pathlib.Path(export_dir)
     module = TranslationModule(translator, beam_size, config["length_penalty"])
-    with atomic_directory(export_dir, overwrite=overwrite) as temp:
+    with atomic_directory(export_dir, overwrite, MARKER) as temp:
         tf.saved_model.save(
             module, str(temp), signatures={"serving_default": module.serve}
         )
@@ -178,6 +183,8 @@ def translate_in_subprocess(export_dir, texts, timeout=600):
     import subprocess
     import sys
 
+    # The child runs elsewhere (below), so it needs an absolute path.
+    export_dir = pathlib.Path(export_dir).resolve()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
         [sys.executable, "-c", LOAD_SNIPPET, str(export_dir)],
@@ -187,7 +194,7 @@ def translate_in_subprocess(export_dir, texts, timeout=600):
         timeout=timeout,
         env=env,
         # Not the repository root, so `import recipes` could not even work.
-        cwd=str(pathlib.Path(export_dir).resolve().parent),
+        cwd=str(export_dir.parent),
     )
     if result.returncode != 0:
         raise RuntimeError(

@@ -31,6 +31,45 @@ CONFIG_FILE = "config.json"
 REPORT_FILE = "report.json"
 SUMMARY_FILE = "training.json"
 MODELS = ("transformer", "rnn")
+# The keys `--set` may change in a trained run (evaluate, translate,
+# export); the others are fixed by the weights and the vocabulary.
+SEARCH_KEYS = (
+    "beam_size",
+    "length_penalty",
+    "max_decode_length",
+    "eval_batch_size",
+    "bucket_lengths",
+    "jit_compile",
+    "test_corpus",
+    "test_split",
+    "max_eval_examples",
+)
+
+
+def check_search_settings(config):
+    """Raises `ConfigError` for search settings no search could use."""
+
+    def fail(key, expected):
+        raise configs.ConfigError(
+            f"Config key `{key}` must be {expected}. "
+            f"Received: {key}={config[key]!r}"
+        )
+
+    if config["beam_size"] < 1:
+        fail("beam_size", "an integer >= 1 (1: greedy search)")
+    if config["eval_batch_size"] < 1:
+        fail("eval_batch_size", "an integer >= 1")
+    if config["max_decode_length"] < 2:
+        fail("max_decode_length", "at least 2 ([BOS] and one token)")
+    if (
+        config["model"] == "transformer"
+        and config["max_decode_length"] > config["max_length"]
+    ):
+        # The position embeddings stop at max_length.
+        fail(
+            "max_decode_length",
+            f"at most max_length (= {config['max_length']}) for a Transformer",
+        )
 
 
 def build_model(config, source_vocabulary_size, target_vocabulary_size):
@@ -155,6 +194,7 @@ def train(config, run_dir, overwrite=False, callbacks=(), verbose="auto"):
     strategy = distribute.make_strategy(config["strategy"])
     worker_index, is_chief = distribute.worker_info()
     run_dir = pathlib.Path(run_dir)
+    check_search_settings(config)
     check_run_dir(run_dir, config, overwrite)
     if overwrite and is_chief:
         clear_run_dir(run_dir)
@@ -260,10 +300,23 @@ def train(config, run_dir, overwrite=False, callbacks=(), verbose="auto"):
 
 
 def load_run_config(run_dir, overrides=()):
-    """The configuration saved in `run_dir`, with `overrides` applied."""
+    """The configuration saved in `run_dir`, with `overrides` applied.
+
+    Only the `SEARCH_KEYS` may be overridden.
+    """
     path = pathlib.Path(run_dir) / CONFIG_FILE
     config = configs.load_config_file(path, DEFAULTS)
-    return configs.apply_overrides(config, overrides, DEFAULTS)
+    for text in overrides:
+        key = configs.parse_override(text)[0]
+        if key in DEFAULTS and key not in SEARCH_KEYS:
+            raise configs.ConfigError(
+                f"Config key `{key}` is fixed by the trained run "
+                f"('{path}'); --set here may change only "
+                f"{list(SEARCH_KEYS)}. Received: {text!r}"
+            )
+    config = configs.apply_overrides(config, overrides, DEFAULTS)
+    check_search_settings(config)
+    return config
 
 
 class Translator:
