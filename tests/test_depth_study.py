@@ -287,3 +287,16 @@ def test_quick_command_end_to_end(tmp_path, capsys):
     saved = json.loads((tmp_path / report.RESULTS_JSON).read_text())
     assert report.markdown_table(saved) in printed
     assert len(saved["runs"]) == len(study.run_keys(saved["config"]))
+
+
+def test_an_earlier_study_is_kept_unless_asked(tmp_path):
+    results = tmp_path / report.RESULTS_JSON
+    results.write_text('{"runs": []}', encoding="utf-8")
+    with pytest.raises(FileExistsError, match="--resume.*--overwrite"):
+        command.check_output_dir(tmp_path, resume=False, overwrite=False)
+    command.check_output_dir(tmp_path, resume=True, overwrite=False)
+    command.check_output_dir(tmp_path, resume=False, overwrite=True)
+
+    results.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"results\.json is not a depth"):
+        command.previous_runs(tmp_path, {})

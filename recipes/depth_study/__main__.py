@@ -62,6 +62,11 @@ def make_parser():
         action="store_true",
         help="keep the finished runs of results.json in --output-dir",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results of an earlier study in --output-dir",
+    )
     options = {
         "transformer_depths": (_ints, "default 2,4,8,16,32"),
         "transformer_variants": (_names, "plain,post,pre,rezero,deepnorm"),
@@ -102,13 +107,30 @@ def previous_runs(output_dir, config):
     path = pathlib.Path(output_dir) / report.RESULTS_JSON
     if not path.is_file():
         return []
-    previous = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        runs = previous["runs"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"--resume: {path} is not a depth-study results file ({error}); "
+            "use another --output-dir or --overwrite."
+        ) from error
     if previous.get("config") != config:
         raise ValueError(
             f"--resume: {path} was written with other settings; use "
             "another --output-dir or drop --resume."
         )
-    return previous["runs"]
+    return runs
+
+
+def check_output_dir(output_dir, resume, overwrite):
+    """Refuse to write over an earlier study unless asked to."""
+    path = pathlib.Path(output_dir) / report.RESULTS_JSON
+    if path.exists() and not (resume or overwrite):
+        raise FileExistsError(
+            f"{path} holds an earlier study; pass --resume to continue it, "
+            "--overwrite to replace it, or another --output-dir."
+        )
 
 
 def run_command(
@@ -142,6 +164,7 @@ def run_command(
 def main(argv=None):
     args = make_parser().parse_args(argv)
     config = config_from_args(args)
+    check_output_dir(args.output_dir, args.resume, args.overwrite)
     results, _ = run_command(config, args.output_dir, resume=args.resume)
     print(report.markdown_table(results))
     print(f"Wrote {args.output_dir}/ in {results['seconds']:.0f} s of runs.")
