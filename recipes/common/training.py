@@ -195,6 +195,9 @@ def fit(
         validation_steps=validation_steps,
         callbacks=callbacks,
         verbose=verbose,
+        # The recipes' tf.data pipelines shuffle (seeded) themselves; Keras
+        # would ignore shuffle=True on a dataset and warn on every run.
+        shuffle=False,
     )
     seconds = time.monotonic() - start
     logger.info("Training took %.1f s.", seconds)
