@@ -241,6 +241,28 @@ def test_greedy_feeds_the_prompt_through_the_state():
         np.testing.assert_array_equal(row, numpy_greedy(model, expected, 6))
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_greedy_one_row_equals_its_row_in_a_batch(jit_compile):
+    # A single row is decoded alongside a copy of itself (see token_loop):
+    # the copy must not leak into the result or the state.
+    model = HistoryModel(vocab=4, max_length=6, seed=3)
+    prompts = [[3, 3, 2], [2, 3, 0]]
+
+    @tf.function(jit_compile=jit_compile)
+    def decode(prompt):
+        batch = tf.shape(prompt)[0]
+        return decoding.greedy_search(
+            model, prompt, model.initial_state(batch), 6, END
+        )
+
+    both = decode(tf.constant(prompts)).numpy()
+    for r, prompt in enumerate(prompts):
+        alone = decode(tf.constant([prompt])).numpy()
+        assert alone.shape == (1, 6)
+        np.testing.assert_array_equal(alone[0], both[r])
+        np.testing.assert_array_equal(alone[0], numpy_greedy(model, prompt, 6))
+
+
 # ------------------------------------------------------------------- beam
 
 

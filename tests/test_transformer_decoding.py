@@ -94,7 +94,9 @@ def test_cache_structure_and_beam_reorder():
         "self_value",
     ]
     assert len(cache["self_key"]) == 2
-    assert tuple(cache["self_key"][0].shape) == (BATCH, HEADS, TARGET, 8)
+    assert tuple(cache["self_key"][0].shape) == (BATCH, HEADS, 8, TARGET)
+    assert tuple(cache["self_value"][0].shape) == (BATCH, HEADS, TARGET, 8)
+    assert tuple(cache["cross_key"][1].shape) == (BATCH, HEADS, 8, SOURCE)
     assert tuple(cache["cross_value"][1].shape) == (BATCH, HEADS, SOURCE, 8)
     _, cache = decoder.call_with_cache(target[:, :2], cache, 0)
     # Swapping the batch rows of the cache swaps the next outputs.
@@ -116,21 +118,32 @@ def split_heads(projected, part):
     return parts[:, :, part].transpose(0, 2, 1, 3)
 
 
+# Documented layouts: keys (batch, heads, head_dim, length), values
+# (batch, heads, length, head_dim).
+CACHE_LAYOUT = {"key": (0, 1, 3, 2), "value": (0, 1, 2, 3)}
+
+
 def test_cache_is_head_major_and_holds_the_projections():
-    # Documented layout (batch, num_heads, length, head_dim): the steps
-    # written at cache_index land on axis 2, unwritten slots stay zero.
+    # The steps written at cache_index land on the length axis, unwritten
+    # slots stay zero.
     attention = CachedMultiHeadAttention(HEADS)
     queries = random(BATCH, 3, WIDTH, seed=3)
     attention(queries)
-    zeros = np.zeros((BATCH, HEADS, TARGET, WIDTH // HEADS), "float32")
-    _, cache = attention(
-        queries, cache={"key": zeros, "value": zeros}, cache_index=1
-    )
+    head_dim = WIDTH // HEADS
+    zeros = {
+        "key": np.zeros((BATCH, HEADS, head_dim, TARGET), "float32"),
+        "value": np.zeros((BATCH, HEADS, TARGET, head_dim), "float32"),
+    }
+    _, cache = attention(queries, cache=zeros, cache_index=1)
     qkv = queries @ to_np(attention.qkv_kernel) + to_np(attention.qkv_bias)
     for name, part in (("key", 1), ("value", 2)):
-        expected = np.zeros_like(zeros)
+        expected = np.zeros((BATCH, HEADS, TARGET, head_dim), "float32")
         expected[:, :, 1:4] = split_heads(qkv, part)
-        np.testing.assert_allclose(to_np(cache[name]), expected, atol=1e-5)
+        np.testing.assert_allclose(
+            to_np(cache[name]),
+            expected.transpose(CACHE_LAYOUT[name]),
+            atol=1e-5,
+        )
 
     cross = CachedMultiHeadAttention(HEADS)
     source = random(BATCH, SOURCE, 12, seed=4)
@@ -141,7 +154,9 @@ def test_cache_is_head_major_and_holds_the_projections():
     )
     for name, part in (("key", 0), ("value", 1)):
         np.testing.assert_allclose(
-            to_np(key_value[name]), split_heads(projected, part), atol=1e-5
+            to_np(key_value[name]),
+            split_heads(projected, part).transpose(CACHE_LAYOUT[name]),
+            atol=1e-5,
         )
 
 

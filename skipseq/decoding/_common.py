@@ -128,7 +128,20 @@ def token_loop(
     once every row has finished, so later positions keep `pad_token`.
     """
     batch = tf.shape(tokens)[0]
-    finished = tf.zeros([batch], dtype="bool")
+    # A batch of one row decodes as two (row 0 twice; the copy is dropped
+    # at the end). With one row, XLA on CPU copies every loop-carried
+    # cache tensor at every step instead of updating it in place, so a
+    # step's cost grew with the cache: decoding 512 tokens took 10 times as
+    # long as 128, against 4.4 with two rows, which are also faster in
+    # absolute time. The second row costs little: a one-row step is bound
+    # by reading the weights, which two rows share.
+    rows = tf.concat(
+        [tf.range(batch), tf.zeros([tf.maximum(2 - batch, 0)], "int32")], 0
+    )
+    tokens, prompt_length, state = tf.nest.map_structure(
+        lambda tensor: tf.gather(tensor, rows), (tokens, prompt_length, state)
+    )
+    finished = tf.zeros(tf.shape(rows), dtype="bool")
 
     def cond(index, tokens, state, finished):
         return tf.logical_and(
@@ -160,4 +173,4 @@ def token_loop(
         (index, tokens, state, finished),
         maximum_iterations=max_length - 1,
     )
-    return tokens
+    return tokens[:batch]

@@ -133,6 +133,11 @@ def heads_first(tensor):
     return ops.transpose(tensor, (0, 2, 1, 3))
 
 
+def keys_last(tensor):
+    """`(batch, T, heads, head_dim)` to `(batch, heads, head_dim, T)`."""
+    return ops.transpose(tensor, (0, 2, 3, 1))
+
+
 def check_same_batch(name, tensor, other_name, other):
     """Raise when two tensors have different known batch sizes."""
     a, b = tensor.shape[0], other.shape[0]
@@ -156,7 +161,7 @@ def check_padding_mask(name, padding_mask, sequence):
 def check_attention_mask(attention_mask, query, source, cache):
     """Raise unless the mask broadcasts to `(batch, T, S)` where known."""
     keys = query if source is None else source
-    key_length = keys.shape[1] if cache is None else cache["key"].shape[2]
+    key_length = keys.shape[1] if cache is None else cache["value"].shape[2]
     expected = (query.shape[0], query.shape[1], key_length)
     shape = tuple(attention_mask.shape)
     fits = len(shape) == 3 and all(
@@ -190,24 +195,27 @@ class CachedMultiHeadAttention(keras.layers.Layer):
     to the attention weights after masking, so it cannot undo a mask.
 
     Incremental decoding. A self-attention cache is a dict
-    `{"key": k, "value": v}` of head-major tensors `(batch, num_heads,
+    `{"key": k, "value": v}` of head-major tensors: keys `(batch,
+    num_heads, head_dim, max_length)` and values `(batch, num_heads,
     max_length, head_dim)`. Called with `cache` and `cache_index`, the
     layer writes the keys and values of its `T` query steps at
-    `cache_index` on axis 2 with a dynamic update slice, attends over the
-    whole cache (the caller's mask hides slots not written yet) and returns
-    `(outputs, new_cache)`. Shapes never change, so a compiled decode step
-    is traced once. For cross-attention, `cache` holds keys and values
-    precomputed by `compute_key_value(source)` in the same layout, and the
-    layer returns the outputs alone. The batch stays on axis 0, so beam
-    search reorders a cache with `ops.take(t, indices, axis=0)`.
+    `cache_index` (the length axis of each) with a dynamic update slice,
+    attends over the whole cache (the caller's mask hides slots not
+    written yet) and returns `(outputs, new_cache)`. Shapes never change,
+    so a compiled decode step is traced once. For cross-attention, `cache`
+    holds keys and values precomputed by `compute_key_value(source)` in
+    the same layouts, and the layer returns the outputs alone. The batch
+    stays on axis 0, so beam search reorders a cache with
+    `ops.take(t, indices, axis=0)`.
 
-    The head-major layout is the one both products read directly (heads
-    as a batch axis), so XLA multiplies the cache where it lies instead of
-    transposing a copy of it at every step. Each step still attends over
-    all `max_length` slots, written or not: the per-step cost grows with
-    the cache's fixed size, not with the steps decoded so far. That is the
-    price of fixed shapes (one trace, one compiled loop); size the cache
-    to the longest output needed.
+    These layouts are the operands of `q k` and `weights v` as plain
+    (batched) matrix products, heads as the batch axis, so XLA multiplies
+    the cache where it lies. With keys stored `(.., max_length, head_dim)`
+    XLA on CPU transposed a copy of every layer's key cache at every step,
+    a cost that grew with the cache and made long generations slower per
+    token. Each step still attends over all `max_length` slots, written
+    or not, the price of fixed shapes (one trace, one compiled loop):
+    size the cache to the longest output needed.
 
     Args:
         num_heads: int, number of attention heads; must divide the width.
@@ -229,8 +237,9 @@ class CachedMultiHeadAttention(keras.layers.Layer):
             `None` for self-attention.
         attention_mask: optional bool tensor broadcastable to
             `(batch, T, S)`, True where a query may attend to a key.
-        cache: optional dict `{"key", "value"}` of tensors
-            `(batch, num_heads, length, head_dim)`, see above.
+        cache: optional dict `{"key", "value"}`: keys `(batch, num_heads,
+            head_dim, length)` and values `(batch, num_heads, length,
+            head_dim)`, see above.
         cache_index: int or scalar int tensor, where a self-attention step
             starts in the cache.
         training: Python bool, whether dropout acts.
@@ -345,7 +354,8 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         )
 
     def compute_key_value(self, source):
-        """Keys and values of `source`, each `(batch, heads, S, head_dim)`.
+        """Keys `(batch, heads, head_dim, S)` and values `(batch, heads, S,
+        head_dim)` of `source`.
 
         Computed once per source sequence and passed back as `cache` at
         every decoding step of a cross-attention layer.
@@ -356,7 +366,7 @@ class CachedMultiHeadAttention(keras.layers.Layer):
             source, self.key_value_kernel, self.key_value_bias, 2
         )
         return {
-            "key": heads_first(key_value[:, :, 0]),
+            "key": keys_last(key_value[:, :, 0]),
             "value": heads_first(key_value[:, :, 1]),
         }
 
@@ -383,9 +393,8 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         else:
             qkv = self._project(query, self.qkv_kernel, self.qkv_bias, 3)
             q = qkv[:, :, 0]
-            # Only the T new steps are moved to (batch, heads, T, head_dim);
-            # the cache already has that layout.
-            k, v = heads_first(qkv[:, :, 1]), heads_first(qkv[:, :, 2])
+            # Only the T new steps change layout; the cache already has it.
+            k, v = keys_last(qkv[:, :, 1]), heads_first(qkv[:, :, 2])
             if cache is not None:
                 if cache_index is None:
                     raise ValueError(
@@ -393,20 +402,17 @@ class CachedMultiHeadAttention(keras.layers.Layer):
                         "Received: cache_index=None"
                     )
                 check_cache_index(
-                    cache_index, query.shape[1], cache["key"].shape[2]
+                    cache_index, query.shape[1], cache["value"].shape[2]
                 )
-                start = [0, 0, cache_index, 0]
-                k = ops.slice_update(cache["key"], start, k)
-                v = ops.slice_update(cache["value"], start, v)
+                k = ops.slice_update(cache["key"], [0, 0, 0, cache_index], k)
+                v = ops.slice_update(cache["value"], [0, 0, cache_index, 0], v)
                 cache = {"key": k, "value": v}
 
         # Scale q before the product: cheaper than scaling the scores and
         # keeps float16 products small.
         q = q * ops.cast(1.0 / self.head_dim**0.5, q.dtype)
-        # (batch, heads, T, S), normalised in float32. Keys and values keep
-        # their (batch, heads, S, head_dim) layout in both products, so
-        # XLA multiplies the cache in place instead of copying it.
-        scores = ops.cast(ops.einsum("bthd,bhsd->bhts", q, k), "float32")
+        # (batch, heads, T, S), normalised in float32.
+        scores = ops.cast(ops.einsum("bthd,bhds->bhts", q, k), "float32")
         if attention_mask is not None:
             mask = ops.expand_dims(ops.cast(attention_mask, "bool"), 1)
             scores = ops.where(mask, scores, MASK_VALUE)

@@ -70,11 +70,11 @@ class TransformerDecoder(keras.layers.Layer):
 
     ```
     {
-      "self_key":   (L tensors (batch, num_heads, max_length, head_dim)),
-      "self_value": (same),
+      "self_key":   (L tensors (batch, num_heads, head_dim, max_length)),
+      "self_value": (L tensors (batch, num_heads, max_length, head_dim)),
       # with cross-attention only:
-      "cross_key":  (L tensors (batch, num_heads, source_length, head_dim)),
-      "cross_value": (same),
+      "cross_key":  (L tensors (batch, num_heads, head_dim, source_length)),
+      "cross_value": (L tensors (batch, num_heads, source_length, head_dim)),
       "encoder_padding_mask": bool (batch, source_length),
     }
     ```
@@ -249,11 +249,18 @@ class TransformerDecoder(keras.layers.Layer):
                 (static_int(batch_size), None, source_width),
             )
         head_dim = self.width // self.num_heads
-        shape = (batch_size, self.num_heads, max_length, head_dim)
-        zeros = ops.zeros(shape, dtype=self.compute_dtype)
+        # Keys transposed: see CachedMultiHeadAttention.
+        keys = ops.zeros(
+            (batch_size, self.num_heads, head_dim, max_length),
+            dtype=self.compute_dtype,
+        )
+        values = ops.zeros(
+            (batch_size, self.num_heads, max_length, head_dim),
+            dtype=self.compute_dtype,
+        )
         cache = {
-            "self_key": tuple(zeros for _ in self.blocks),
-            "self_value": tuple(zeros for _ in self.blocks),
+            "self_key": tuple(keys for _ in self.blocks),
+            "self_value": tuple(values for _ in self.blocks),
         }
         if not self.has_cross_attention:
             return cache
@@ -302,21 +309,21 @@ class TransformerDecoder(keras.layers.Layer):
         self._check_built("call_with_cache")
         check_cache(cache, self.has_cross_attention, self.num_layers)
         # (batch, num_heads, max_length, head_dim)
-        self_key = cache["self_key"][0]
+        self_value = cache["self_value"][0]
         _checks.static_dims_match(
-            "inputs", inputs.shape, (self_key.shape[0], None, self.width)
+            "inputs", inputs.shape, (self_value.shape[0], None, self.width)
         )
-        check_cache_index(cache_index, inputs.shape[1], self_key.shape[2])
+        check_cache_index(cache_index, inputs.shape[1], self_value.shape[2])
         if decoder_padding_mask is not None:
             _checks.static_dims_match(
                 "decoder_padding_mask",
                 decoder_padding_mask.shape,
-                (self_key.shape[0], self_key.shape[2]),
+                (self_value.shape[0], self_value.shape[2]),
             )
         # A direct method call skips Keras' autocast of the inputs.
         inputs = ops.cast(inputs, self.compute_dtype)
         length = ops.shape(inputs)[1]
-        max_length = ops.shape(self_key)[2]
+        max_length = ops.shape(self_value)[2]
         self_mask = merge_masks(
             causal_mask(length, max_length, cache_index),
             padding_to_attention_mask(decoder_padding_mask),

@@ -40,9 +40,11 @@ class TransformerDecoderBlock(keras.layers.Layer):
     dropout, so it holds in training.
 
     Incremental decoding: pass `cache`, a dict `{"key", "value"}` of
-    `(batch, num_heads, max_length, head_dim)` self-attention tensors (plus
+    self-attention tensors in `CachedMultiHeadAttention`'s layout (keys
+    `(batch, num_heads, head_dim, max_length)`, values `(batch, num_heads,
+    max_length, head_dim)`), plus
     `"cross_key"`, `"cross_value"` from `cross_attention.sublayer.
-    compute_key_value(encoder_sequence)` when the block cross-attends),
+    compute_key_value(encoder_sequence)` when the block cross-attends,
     and `cache_index`; the call then returns `(outputs, new_cache)`.
     `decoder_padding_mask`, if given, then covers the `max_length` cache
     positions. `TransformerDecoder.init_cache` and `call_with_cache` drive
@@ -145,7 +147,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
     ):
         if cache is not None:
             check_cache_index(
-                cache_index, decoder_sequence.shape[1], cache["key"].shape[2]
+                cache_index, decoder_sequence.shape[1], cache["value"].shape[2]
             )
         else:
             check_padding_mask(
@@ -155,7 +157,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
             "encoder_padding_mask", encoder_padding_mask, encoder_sequence
         )
         length = ops.shape(decoder_sequence)[1]
-        key_length = length if cache is None else ops.shape(cache["key"])[2]
+        key_length = length if cache is None else ops.shape(cache["value"])[2]
         start = 0 if cache is None else cache_index
 
         if decoder_padding_mask is None and cache is None:
