@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from recipes.common import cli
 from recipes.depth_study import __main__ as command
 from recipes.depth_study import data as char_data
 from recipes.depth_study import models, report, study
@@ -125,6 +126,228 @@ def test_make_config_checks_settings():
         study.make_config(depht=3)
 
 
+@pytest.mark.parametrize("key", study.POSITIVE_INTS)
+@pytest.mark.parametrize("value", [0, -16, 2.0, True])
+def test_make_config_wants_positive_int_sizes(key, value):
+    with pytest.raises(ValueError) as error:
+        study.make_config(**{key: value})
+    assert str(error.value) == (
+        f"Setting `{key}` must be a positive int. Received: {key}={value!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("learning_rate", 0.0, "a finite number > 0"),
+        ("learning_rate", math.inf, "a finite number > 0"),
+        ("margin", math.nan, "a finite number >= 0"),
+        ("margin", -0.1, "a finite number >= 0"),
+        ("margin", "0.2", "a finite number >= 0"),
+        ("warmup_fraction", 1.0, "a number in [0, 1)"),
+        ("warmup_fraction", -0.1, "a number in [0, 1)"),
+        ("global_clipnorm", 0, "a finite number > 0"),
+        ("train_fraction", 1.0, "a number in (0, 1)"),
+        ("train_fraction", 0.0, "a number in (0, 1)"),
+        ("max_chars", -1000000, "None or a positive int"),
+        ("max_chars", 0, "None or a positive int"),
+        ("seed", -1, "an int in [0, 4294967295]"),
+        ("seed", 2**32, "an int in [0, 4294967295]"),
+        ("lstm_depths", [2, 2], "a list of distinct positive ints"),
+        ("lstm_depths", "2", "a list of distinct positive ints"),
+        (
+            "lstm_variants",
+            "residual",
+            "a list of distinct names from ['plain', 'residual']",
+        ),
+    ],
+)
+def test_make_config_checks_each_setting(key, value, expected):
+    with pytest.raises(ValueError) as error:
+        study.make_config(**{key: value})
+    assert str(error.value) == (
+        f"Setting `{key}` must be {expected}. Received: {key}={value!r}"
+    )
+
+
+def test_make_config_accepts_edges_and_gives_lists():
+    config = study.make_config(
+        margin=0,
+        warmup_fraction=0.0,
+        max_chars=1,
+        seed=0,
+        lstm_depths=(3,),
+        transformer_variants=(),
+    )
+    assert config["margin"] == 0 and config["max_chars"] == 1
+    # Lists, as results.json gives them back to --resume.
+    assert config["lstm_depths"] == [3]
+    assert config["transformer_variants"] == []
+
+
+def test_make_config_wants_something_to_run():
+    with pytest.raises(ValueError) as error:
+        study.make_config(transformer_variants=[], lstm_depths=[])
+    assert str(error.value) == (
+        "Nothing to run: give at least one family a depth and a variant. "
+        "Received: transformer_depths=[2, 4, 8, 16, 32], "
+        "transformer_variants=[], lstm_depths=[], "
+        "lstm_variants=['plain', 'residual']"
+    )
+
+
+def _cli_error(argv, tmp_path, monkeypatch, capsys):
+    """`(exit status, last stderr line)` of the command on `argv`.
+
+    Loading data or running fails the test: every error is expected
+    before either.
+    """
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was loaded")
+
+    monkeypatch.setattr(char_data, "load_char_data", no_data)
+    argv = ["--quick", "--output-dir", str(tmp_path / "out"), *argv]
+    try:
+        status = command.cli_main(argv)
+    except SystemExit as stop:
+        status = stop.code
+    errors = capsys.readouterr().err.strip().splitlines()
+    return status, errors[-1]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--margin", "nan"],
+            "Setting `margin` must be a finite number >= 0. "
+            "Received: margin=nan",
+        ),
+        (
+            ["--batch-size", "0"],
+            "Setting `batch_size` must be a positive int. "
+            "Received: batch_size=0",
+        ),
+        (
+            ["--context-length", "0"],
+            "Setting `context_length` must be a positive int. "
+            "Received: context_length=0",
+        ),
+        (
+            ["--batch-size", "-16", "--token-budget", "-10240"],
+            "Setting `batch_size` must be a positive int. "
+            "Received: batch_size=-16",
+        ),
+        (
+            ["--token-budget", "-10240"],
+            "Setting `token_budget` must be a positive int. "
+            "Received: token_budget=-10240",
+        ),
+        (
+            ["--width", "0"],
+            "Setting `width` must be a positive int. Received: width=0",
+        ),
+        (
+            ["--max-chars", "-1000000"],
+            "Setting `max_chars` must be None or a positive int. "
+            "Received: max_chars=-1000000",
+        ),
+        (
+            ["--transformer-variants", "", "--lstm-variants", ""],
+            "Nothing to run: give at least one family a depth and a "
+            "variant. Received: transformer_depths=[2, 6], "
+            "transformer_variants=[], lstm_depths=[2, 4], lstm_variants=[]",
+        ),
+    ],
+)
+def test_command_rejects_settings_before_any_data(
+    argv, message, tmp_path, monkeypatch, capsys
+):
+    status, error = _cli_error(argv, tmp_path, monkeypatch, capsys)
+    assert (status, error) == (2, f"error: {message}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_command_flag_errors_name_the_flag(tmp_path, monkeypatch, capsys):
+    argv = ["--transformer-depths", "a,b"]
+    status, error = _cli_error(argv, tmp_path, monkeypatch, capsys)
+    assert status == 2
+    assert error == (
+        "python -m recipes.depth_study: error: argument "
+        "--transformer-depths: expected comma-separated integers such as "
+        "2,4,8. Received: 'a,b'"
+    )
+    argv = ["--resume", "--overwrite"]
+    status, error = _cli_error(argv, tmp_path, monkeypatch, capsys)
+    assert status == 2
+    assert error.endswith(
+        "error: argument --overwrite: not allowed with argument --resume"
+    )
+
+
+def test_output_dir_must_be_a_writable_folder(tmp_path, monkeypatch, capsys):
+    file = tmp_path / "file"
+    file.write_text("", encoding="utf-8")
+    argv = ["--output-dir", str(file)]
+    status, error = _cli_error(argv, tmp_path, monkeypatch, capsys)
+    assert (status, error) == (
+        2,
+        "error: Argument `--output-dir` must be a folder or a new path; it "
+        f"is a file. Received: --output-dir={file}",
+    )
+    argv = ["--output-dir", str(file / "sub")]
+    status, error = _cli_error(argv, tmp_path, monkeypatch, capsys)
+    assert error == (
+        "error: Argument `--output-dir` must be a folder or a new path; "
+        f"{file} is a file. Received: --output-dir={file / 'sub'}"
+    )
+
+    # The nearest existing folder is where the new ones would be made.
+    asked = []
+
+    def access(path, mode):
+        asked.append((pathlib.Path(path), mode))
+        return False
+
+    monkeypatch.setattr(command.os, "access", access)
+    new = tmp_path / "new" / "out"
+    with pytest.raises(ValueError) as raised:
+        command.check_output_dir(new, resume=False, overwrite=False)
+    assert str(raised.value) == (
+        f"Argument `--output-dir` must be writable; {tmp_path} is not. "
+        f"Received: --output-dir={new}"
+    )
+    assert asked == [(tmp_path, os.W_OK | os.X_OK)]
+    monkeypatch.undo()
+
+    (tmp_path / report.GRAD_RATIO_PNG).mkdir()
+    with pytest.raises(ValueError) as raised:
+        command.check_output_dir(tmp_path, resume=False, overwrite=False)
+    assert str(raised.value) == (
+        "Argument `--output-dir` holds a folder grad_ratio.png where the "
+        f"study writes a file. Received: --output-dir={tmp_path}"
+    )
+
+
+def test_interrupted_study_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "run_command", interrupted)
+    argv = ["--quick", "--output-dir", str(tmp_path)]
+    assert command.cli_main(argv) == cli.INTERRUPTED
+    assert capsys.readouterr().err == (
+        "error: interrupted by SIGINT; files already written are kept "
+        "(run the command again with --resume to continue the study).\n"
+    )
+    # The other recipes keep their own advice.
+    assert cli.run(interrupted) == cli.INTERRUPTED
+    assert "(an interrupted `train` resumes when run again)." in (
+        capsys.readouterr().err
+    )
+
+
 def test_deepest_trained_takes_the_deepest_training_run():
     records = [
         dict(family="lstm", variant="plain", depth=d, trains=t)
@@ -168,6 +391,10 @@ def test_study_records_every_run_and_the_trains_rule(tiny_study):
         float(np.mean(expected)), rel=1e-5
     )
     assert results["deepest_trained"] == study.deepest_trained(results["runs"])
+    # Every record has the fields a resumed study checks, and passes.
+    for run in results["runs"]:
+        assert sorted(run) == sorted(study.RECORD_FIELDS)
+    study.check_records(results["runs"], config)
 
 
 @needs_data
@@ -275,8 +502,13 @@ def test_resume_keeps_finished_runs_and_refuses_other_settings(tiny_study):
     assert trained == {}
 
     other = dict(config, seed=1)
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError) as error:
         command.run_command(other, output_dir, resume=True, chars=chars)
+    assert str(error.value) == (
+        f"--resume: {output_dir / report.RESULTS_JSON} was written with "
+        "other settings (seed=0 there, 1 now); pass the same settings, or "
+        "use another --output-dir, or --overwrite instead of --resume."
+    )
 
 
 @pytest.mark.slow
@@ -300,3 +532,99 @@ def test_an_earlier_study_is_kept_unless_asked(tmp_path):
     results.write_text("{not json", encoding="utf-8")
     with pytest.raises(ValueError, match=r"results\.json is not a depth"):
         command.previous_runs(tmp_path, {})
+
+
+RECORD = dict(
+    family="lstm",
+    variant="residual",
+    depth=2,
+    parameters=1234,
+    steps=4,
+    tokens=128,
+    final_val_loss=3.25,
+    final_train_loss=None,
+    train_loss_curve=[3.5, None],
+    trains=True,
+    grad_ratio_init=0.1,
+    grad_ratio_trained=2,
+    input_grad_ratio_init=None,
+    input_grad_ratio_trained=1.5,
+    grad_norm_init=[1.0, 2.0],
+    grad_norm_trained=[None, 0.5],
+    seconds=1.5,
+)
+
+
+def _write_results(output_dir, config, runs):
+    path = output_dir / report.RESULTS_JSON
+    text = json.dumps({"config": config, "runs": runs})
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "runs, reason",
+    [
+        ({}, "`runs` must be a list, not dict"),
+        (["lstm"], "`runs[0]` must be an object. Received: 'lstm'"),
+        (
+            [{"family": "lstm", "variant": "residual"}],
+            "`runs[0]` has no `depth`",
+        ),
+        (
+            [dict(RECORD, depth="2")],
+            "`runs[0]`.depth must be an int. Received: '2'",
+        ),
+        (
+            [dict(RECORD, grad_norm_init=[1.0, "x"])],
+            "`runs[0]`.grad_norm_init must be a list of numbers or nulls. "
+            "Received: [1.0, 'x']",
+        ),
+        (
+            [RECORD, dict(RECORD, variant="plain")],
+            "`runs[1]` is not a run of the settings: ('lstm', 'plain', 2)",
+        ),
+        (
+            [RECORD, RECORD],
+            "`runs[1]` repeats the run ('lstm', 'residual', 2)",
+        ),
+    ],
+)
+def test_resume_names_a_broken_results_file(tmp_path, runs, reason):
+    config = study.make_config(
+        transformer_depths=[], lstm_depths=[2, 4], lstm_variants=["residual"]
+    )
+    path = _write_results(tmp_path, config, runs)
+    with pytest.raises(ValueError) as error:
+        command.previous_runs(tmp_path, config)
+    assert str(error.value) == (
+        f"--resume: {path} holds a broken run: {reason}; use another "
+        "--output-dir, or --overwrite instead of --resume."
+    )
+
+
+def test_resume_fails_before_loading_data(tmp_path, monkeypatch):
+    config = study.make_config(transformer_depths=[], lstm_depths=[2])
+    _write_results(tmp_path, config, [RECORD, RECORD])
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was loaded")
+
+    monkeypatch.setattr(char_data, "load_char_data", no_data)
+    with pytest.raises(ValueError, match="repeats the run"):
+        command.run_command(config, tmp_path, resume=True)
+    # A good file gives its runs back.
+    _write_results(tmp_path, config, [RECORD])
+    assert command.previous_runs(tmp_path, config) == [RECORD]
+
+
+def test_csv_holds_plain_values(tmp_path):
+    text = report.csv_text([RECORD])
+    assert text.splitlines() == [
+        ",".join(report.CSV_COLUMNS),
+        "lstm,residual,2,1234,4,128,3.25,,true,0.1,2,,1.5,1.5",
+    ]
+    path = tmp_path / report.RESULTS_CSV
+    path.write_text(text, encoding="utf-8")
+    (row,) = report.read_csv(path)
+    assert row == {column: RECORD[column] for column in report.CSV_COLUMNS}

@@ -212,6 +212,119 @@ def test_input_gradient_counts_only_the_path_through_the_block():
     np.testing.assert_allclose(flow["input_grad_norm"], [expected], rtol=1e-5)
 
 
+class WithUnusedBlock(keras.Model):
+    """Calls `blocks` then `head`; holds one more Residual it never calls."""
+
+    def __init__(self, blocks, head, **kwargs):
+        super().__init__(**kwargs)
+        self.blocks = blocks
+        self.head = head
+        self.unused = Residual(keras.layers.Dense(12), name="unused")
+
+    def call(self, inputs):
+        hidden = inputs
+        for block in self.blocks:
+            hidden = block(hidden)
+        return self.head(hidden)
+
+
+def assert_unused_last(expected, received, blocks, unused):
+    """Used blocks equal the direct tape; the unused one is all NaN."""
+    assert received["names"] == [b.path for b in blocks] + [unused.path]
+    for quantity in QUANTITIES:
+        np.testing.assert_allclose(
+            received[quantity][:-1],
+            expected[quantity],
+            rtol=1e-5,
+            err_msg=quantity,
+        )
+        assert math.isnan(received[quantity][-1]), quantity
+    assert received["loss"] == pytest.approx(expected["loss"], rel=1e-6)
+
+
+def test_unused_block_is_nan_and_used_blocks_equal_direct_tape():
+    keras.utils.set_random_seed(3)
+    blocks = mixed_blocks()
+    head = keras.layers.Dense(3)
+    model = WithUnusedBlock(blocks, head)
+    x, y = batch(11, n=6, width=8, out=3)
+    # Built, so it has weights that no path connects to the loss.
+    model.unused(np.zeros((1, 12), "float32"))
+    model(x[:1])
+    assert len(model.unused.trainable_weights) == 4
+    blocks[2].rezero_alpha.assign(0.3)
+    model.compile(optimizer="sgd", loss="mse")
+    expected = direct_flow(blocks, head, x, y)
+
+    assert_unused_last(
+        expected, gradient_flow(model, x, y), blocks, model.unused
+    )
+    # The traced pass the callback runs, too.
+    monitor = GradientFlowMonitor((x, y), every_n_steps=1)
+    monitor.set_model(model)
+    for _ in range(2):
+        assert_unused_last(expected, monitor.measure(), blocks, model.unused)
+
+
+def test_layers_from_another_model_are_nan():
+    model, blocks, head = build_mixed_model()
+    other, other_blocks, _ = build_mixed_model(seed=4)
+    x, y = batch(12, n=6, width=8, out=3)
+    expected = direct_flow(blocks, head, x, y)
+    received = gradient_flow(model, x, y, layers=[*blocks, other_blocks[1]])
+    assert_unused_last(expected, received, blocks, other_blocks[1])
+
+
+class SpareWeight(keras.layers.Layer):
+    """`x @ kernel`, plus a weight that `call` never reads."""
+
+    def build(self, input_shape):
+        width = input_shape[-1]
+        self.kernel = self.add_weight(shape=(width, width))
+        self.spare = self.add_weight(shape=(3,))
+
+    def call(self, inputs):
+        return inputs @ self.kernel
+
+
+class DeadBranch(keras.Model):
+    """Calls `dead` on the hidden state but discards its output."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.used = SpareWeight()
+        self.dead = keras.layers.Dense(4)
+
+    def call(self, inputs):
+        hidden = self.used(inputs)
+        self.dead(hidden)
+        return hidden
+
+
+def test_called_blocks_without_a_path_to_the_loss_are_zero():
+    keras.utils.set_random_seed(13)
+    model = DeadBranch()
+    x, y = batch(13, n=5, width=4, out=4)
+    model(x)
+
+    x_tensor = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x_tensor)
+        loss = tf.reduce_mean(tf.square(model.used(x_tensor) - y))
+    kernel_grad, x_grad = tape.gradient(loss, [model.used.kernel, x_tensor])
+
+    flow = gradient_flow(
+        model, x, y, layers=[model.used, model.dead], loss="mse"
+    )
+    # The spare weight adds nothing to the norm (and does not crash it).
+    np.testing.assert_allclose(
+        flow["grad_norm"], [float(tf.norm(kernel_grad)), 0.0], rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        flow["input_grad_norm"], [float(tf.norm(x_grad)), 0.0], rtol=1e-5
+    )
+
+
 # ---------------------------------------------------------------------------
 # Finding blocks in nested stacks.
 
@@ -469,6 +582,151 @@ def test_plot_arguments_are_checked(tmp_path):
     records = [{"step": 0, "grad_norm": np.ones(2)}]
     with pytest.raises(ValueError, match="Received: quantities=."):
         plot_gradient_flow(records, tmp_path / "p.png", quantities=("x",))
+
+
+def test_model_must_be_a_layer():
+    x = np.ones((2, 4), "float32")
+    with pytest.raises(ValueError, match="Received: model=None"):
+        gradient_flow(None, x, x)
+
+
+@pytest.mark.parametrize(
+    "layers, shown",
+    [(5, "5"), ("dense", "'dense'"), ({}, r"\{\}")],
+    ids=["int", "str", "dict"],
+)
+def test_layers_must_be_a_layer_or_list_of_layers(layers, shown):
+    model = small_model()
+    x = np.ones((2, 4), "float32")
+    message = (
+        r"must be None, a keras.layers.Layer or a non-empty list of "
+        rf"keras.layers.Layer. Received: layers={shown}$"
+    )
+    with pytest.raises(ValueError, match=message):
+        gradient_flow(model, x, x, layers=layers)
+    with pytest.raises(ValueError, match=message):
+        GradientFlowMonitor((x, x), layers=layers)
+
+
+def test_one_layer_is_a_list_of_one():
+    model = small_model()
+    x = np.random.default_rng(14).normal(size=(3, 4)).astype("float32")
+    layer = model.layers[1]
+    single = gradient_flow(model, x, x, layers=layer)
+    listed = gradient_flow(model, x, x, layers=[layer])
+    assert single["names"] == listed["names"] == [layer.path]
+    for quantity in QUANTITIES:
+        np.testing.assert_array_equal(single[quantity], listed[quantity])
+    assert GradientFlowMonitor((x, x), layers=layer).layers == [layer]
+    # A generator is read once, in the constructor, and kept as a list.
+    monitor = GradientFlowMonitor((x, x), layers=iter(model.layers))
+    assert monitor.layers == model.layers
+    monitor.set_model(model)
+    assert len(monitor.measure()["names"]) == 2
+
+
+@pytest.mark.parametrize("name", ["csv_path", "log_dir", "plot_path"])
+@pytest.mark.parametrize("value", [5.5, "", b"flow"], ids=["float", "", "b"])
+def test_paths_must_be_str_or_pathlike(name, value):
+    x = np.ones((2, 4), "float32")
+    message = rf"Argument `{name}` must be None or a (file|directory) path"
+    with pytest.raises(ValueError, match=message) as info:
+        GradientFlowMonitor((x, x), **{name: value})
+    assert str(info.value).endswith(f"Received: {name}={value!r}")
+
+
+@pytest.mark.parametrize("name", ["csv_path", "plot_path"])
+def test_file_paths_need_an_existing_directory(tmp_path, name):
+    x = np.ones((2, 4), "float32")
+    missing = tmp_path / "missing"
+    path = missing / "flow.out"
+    with pytest.raises(ValueError) as info:
+        GradientFlowMonitor((x, x), **{name: path})
+    assert str(info.value) == (
+        f"Argument `{name}` must be in an existing directory, but "
+        f"{str(missing)!r} is not one. Received: {name}={path!r}"
+    )
+    # An existing directory is not a file name (matplotlib would have
+    # written `<directory>.png` next to it).
+    with pytest.raises(ValueError) as info:
+        GradientFlowMonitor((x, x), **{name: str(tmp_path)})
+    assert str(info.value) == (
+        f"Argument `{name}` must be a file path, but {str(tmp_path)!r} is a "
+        f"directory. Received: {name}={str(tmp_path)!r}"
+    )
+
+
+def test_log_dir_must_not_be_a_file(tmp_path):
+    x = np.ones((2, 4), "float32")
+    file = tmp_path / "events"
+    file.write_text("")
+    for log_dir in (str(file), str(file / "run_1")):
+        with pytest.raises(ValueError) as info:
+            GradientFlowMonitor((x, x), log_dir=log_dir)
+        assert str(info.value) == (
+            f"Argument `log_dir` must be a directory, but {str(file)!r} is "
+            f"a file. Received: log_dir={log_dir!r}"
+        )
+    # Missing directories are fine: TensorFlow creates them.
+    log_dir = tmp_path / "tb" / "run_1"
+    assert GradientFlowMonitor((x, x), log_dir=log_dir).log_dir == log_dir
+
+
+@pytest.mark.parametrize(
+    "make, shown",
+    [
+        (lambda x: x, "ndarray of shape (2, 4)"),
+        (tf.constant, "EagerTensor of shape (2, 4)"),
+    ],
+    ids=["numpy", "tensor"],
+)
+def test_data_must_not_be_a_bare_array(make, shown):
+    x = np.ones((2, 4), "float32")
+    with pytest.raises(ValueError) as info:
+        GradientFlowMonitor(make(x))
+    message = str(info.value)
+    assert "not a bare array; pass `(x, y)`" in message
+    assert message.endswith(f"Received: data={shown}")
+
+
+def test_data_must_not_be_a_string():
+    with pytest.raises(ValueError, match="Received: data='xy'$"):
+        GradientFlowMonitor("xy")
+
+
+def test_plot_failure_after_training_keeps_history(tmp_path, caplog):
+    keras.utils.set_random_seed(15)
+    model = keras.Sequential(
+        [keras.Input((4,)), Residual(keras.layers.Dense(4))]
+    )
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = batch(15, n=4, width=4, out=4)
+    out = tmp_path / "out"
+    out.mkdir()
+    plot_path = str(out / "flow.png")
+    monitor = GradientFlowMonitor((x, y), plot_path=plot_path)
+    # The directory goes away during training.
+    out.rmdir()
+    with caplog.at_level("ERROR", logger="skipseq.diagnostics.monitor"):
+        history = model.fit(x, y, epochs=2, callbacks=[monitor], verbose=0)
+    assert len(history.history["loss"]) == 2
+    assert "grad_norm/block_00" in history.history
+    [record] = caplog.records
+    assert record.getMessage().startswith(
+        f"Could not write the gradient flow plot to {plot_path}: "
+    )
+
+
+def test_plot_is_written_at_exactly_the_path(tmp_path):
+    records = [
+        {"step": 0, "grad_norm": np.ones(2), "input_grad_norm": np.ones(2)}
+    ]
+    plot_gradient_flow(records, tmp_path / "flow")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flow"]
+    assert (tmp_path / "flow").read_bytes().startswith(PNG_SIGNATURE)
+    # A suffix that names a format picks it.
+    plot_gradient_flow(records, str(tmp_path / "flow.svg"))
+    assert b"<svg" in (tmp_path / "flow.svg").read_bytes()[:1000]
 
 
 def test_docstring_examples_run():

@@ -19,6 +19,9 @@ from recipes.common.config import ConfigError, apply_overrides, load_config
 USER_ERRORS = (ConfigError, FileNotFoundError, FileExistsError, ValueError)
 # Exit status of a program stopped by Ctrl-C (128 + SIGINT).
 INTERRUPTED = 130
+# How to continue after an interruption; a recipe resuming otherwise
+# passes its own `interrupted_note` to `run`.
+INTERRUPTED_NOTE = "an interrupted `train` resumes when run again"
 BOOL_WORDS = {"1": True, "true": True, "yes": True}
 BOOL_WORDS.update({"0": False, "false": False, "no": False})
 
@@ -101,12 +104,13 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def run(main, argv=None):
+def run(main, argv=None, interrupted_note=INTERRUPTED_NOTE):
     """Calls `main(argv)` and turns user errors into `error: ...` + exit 2.
 
     SIGTERM (what `timeout` and `kill` send) is handled like Ctrl-C, so
     temporary files are removed either way; an interrupted program
-    prints one line and exits with status 130.
+    prints one line, ending with `interrupted_note` (how to continue),
+    and exits with status 130.
     """
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
@@ -125,7 +129,7 @@ def run(main, argv=None):
         name = str(error) or "SIGINT"
         print(
             f"error: interrupted by {name}; files already written are "
-            "kept (an interrupted `train` resumes when run again).",
+            f"kept ({interrupted_note}).",
             file=sys.stderr,
         )
         return INTERRUPTED

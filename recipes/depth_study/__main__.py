@@ -6,7 +6,7 @@ writes to --output-dir (default runs/depth_study):
 
 ```
 results.json      settings, unigram entropy, every run, deepest trained
-results.csv       one row per run
+results.csv       one row per run (plain values; empty for NaN)
 table.md          the tables printed at the end
 val_loss.png      final validation loss against depth
 grad_ratio.png    first / last block gradient norm against depth
@@ -25,7 +25,9 @@ python -m recipes.depth_study --transformer-depths 2,8,32 --lstm-depths 2,8
 ```
 """
 
+import argparse
 import json
+import os
 import pathlib
 import sys
 
@@ -34,14 +36,21 @@ from recipes.depth_study import data as char_data
 from recipes.depth_study import report, study
 
 DEFAULT_OUTPUT_DIR = "runs/depth_study"
+# The last words of the message of an interrupted study.
+INTERRUPTED_NOTE = "run the command again with --resume to continue the study"
+# Advice for a results.json that --resume cannot continue.
+START_AFRESH = "use another --output-dir, or --overwrite instead of --resume"
 
 
 def _ints(text):
+    """A list of depths; `check_config` checks that they are positive."""
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ValueError(
-            f"Expected comma-separated integers. Received: {text!r}"
+        # argparse prefixes the flag: "argument --lstm-depths: ...".
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers such as 2,4,8. "
+            f"Received: {text!r}"
         ) from None
 
 
@@ -57,12 +66,13 @@ def make_parser():
         "--quick", action="store_true", help="a small study (minutes)"
     )
     parser.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR)
-    parser.add_argument(
+    earlier = parser.add_mutually_exclusive_group()
+    earlier.add_argument(
         "--resume",
         action="store_true",
         help="keep the finished runs of results.json in --output-dir",
     )
-    parser.add_argument(
+    earlier.add_argument(
         "--overwrite",
         action="store_true",
         help="replace the results of an earlier study in --output-dir",
@@ -109,27 +119,77 @@ def previous_runs(output_dir, config):
         return []
     try:
         previous = json.loads(path.read_text(encoding="utf-8"))
-        runs = previous["runs"]
-    except (ValueError, KeyError, TypeError) as error:
+        if not isinstance(previous, dict) or not isinstance(
+            previous.get("config"), dict
+        ):
+            raise ValueError("no `config` object")
+        if "runs" not in previous:
+            raise ValueError("no `runs`")
+    except ValueError as error:
         raise ValueError(
             f"--resume: {path} is not a depth-study results file ({error}); "
-            "use another --output-dir or --overwrite."
+            f"{START_AFRESH}."
         ) from error
-    if previous.get("config") != config:
+    old = previous["config"]
+    differ = [
+        f"{key}={old.get(key)!r} there, {config.get(key)!r} now"
+        for key in sorted(set(old) | set(config))
+        if old.get(key) != config.get(key)
+    ]
+    if differ:
         raise ValueError(
-            f"--resume: {path} was written with other settings; use "
-            "another --output-dir or drop --resume."
+            f"--resume: {path} was written with other settings "
+            f"({'; '.join(differ)}); pass the same settings, or "
+            f"{START_AFRESH}."
         )
-    return runs
+    try:
+        study.check_records(previous["runs"], config)
+    except ValueError as error:
+        raise ValueError(
+            f"--resume: {path} holds a broken run: {error}; {START_AFRESH}."
+        ) from error
+    return previous["runs"]
 
 
 def check_output_dir(output_dir, resume, overwrite):
-    """Refuse to write over an earlier study unless asked to."""
-    path = pathlib.Path(output_dir) / report.RESULTS_JSON
-    if path.exists() and not (resume or overwrite):
+    """Fail before any run if the study could not write to `output_dir`.
+
+    `output_dir` must be a folder, or a new path whose nearest existing
+    parent is a writable folder; an earlier study in it is kept unless
+    `resume` or `overwrite`.
+    """
+    path = pathlib.Path(output_dir)
+    received = f"Received: --output-dir={output_dir}"
+    if path.exists() and not path.is_dir():
+        raise ValueError(
+            "Argument `--output-dir` must be a folder or a new path; it "
+            f"is a file. {received}"
+        )
+    # The folder the first missing folder of the path is made in, or
+    # `output_dir` itself.
+    absolute = path.absolute()
+    existing = next(p for p in (absolute, *absolute.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(
+            f"Argument `--output-dir` must be a folder or a new path; "
+            f"{existing} is a file. {received}"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"Argument `--output-dir` must be writable; {existing} is not. "
+            f"{received}"
+        )
+    for name in report.OUTPUT_FILES:
+        if (path / name).is_dir():
+            raise ValueError(
+                f"Argument `--output-dir` holds a folder {name} where the "
+                f"study writes a file. {received}"
+            )
+    results = path / report.RESULTS_JSON
+    if results.exists() and not (resume or overwrite):
         raise FileExistsError(
-            f"{path} holds an earlier study; pass --resume to continue it, "
-            "--overwrite to replace it, or another --output-dir."
+            f"{results} holds an earlier study; pass --resume to continue "
+            "it, --overwrite to replace it, or another --output-dir."
         )
 
 
@@ -143,12 +203,13 @@ def run_command(
         the trained models by `(family, variant, depth)`, empty unless
         `keep_models`.
     """
+    # Before the data: a results.json that cannot be resumed fails now.
+    done = previous_runs(output_dir, config) if resume else []
     if chars is None:
         chars = char_data.load_char_data(
             config["train_fraction"], config["max_chars"]
         )
     entropy = char_data.unigram_entropy(chars.train_ids, chars.vocabulary_size)
-    done = previous_runs(output_dir, config) if resume else []
 
     def write(records):
         report.write_all(study.summary(config, entropy, records), output_dir)
@@ -162,6 +223,7 @@ def run_command(
 
 
 def main(argv=None):
+    # Settings and folder first: a mistake fails before any data or run.
     args = make_parser().parse_args(argv)
     config = config_from_args(args)
     check_output_dir(args.output_dir, args.resume, args.overwrite)
@@ -171,5 +233,10 @@ def main(argv=None):
     return 0
 
 
+def cli_main(argv=None):
+    """`main` with one-line errors and the depth study's resume advice."""
+    return cli.run(main, argv, interrupted_note=INTERRUPTED_NOTE)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    sys.exit(cli_main())

@@ -4,7 +4,6 @@ Every file is written through a temporary file and a rename, so a reader
 (or a crash) never sees half a file.
 """
 
-import ast
 import contextlib
 import csv
 import io
@@ -27,6 +26,14 @@ TABLE_MD = "table.md"
 VAL_LOSS_PNG = "val_loss.png"
 GRAD_RATIO_PNG = "grad_ratio.png"
 GRAD_PROFILE_PNG = "grad_profile.png"
+OUTPUT_FILES = (
+    RESULTS_JSON,
+    RESULTS_CSV,
+    TABLE_MD,
+    VAL_LOSS_PNG,
+    GRAD_RATIO_PNG,
+    GRAD_PROFILE_PNG,
+)
 CSV_COLUMNS = (
     "family",
     "variant",
@@ -128,27 +135,43 @@ def markdown_table(results):
     return "\n".join(lines)
 
 
+def _csv_cell(value):
+    """A plain CSV value: empty for None (NaN), lower-case booleans."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    # str of a float is its shortest round-tripping form.
+    return str(value)
+
+
 def csv_text(records):
+    """One row per run, `CSV_COLUMNS` in order, plain CSV values."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for record in records:
-        row = []
-        for column in CSV_COLUMNS:
-            value = record[column]
-            row.append("" if value is None else repr(value))
-        writer.writerow(row)
+        writer.writerow([_csv_cell(record[c]) for c in CSV_COLUMNS])
     return out.getvalue()
+
+
+def _csv_value(column, text):
+    if text == "":
+        return None
+    if column in ("family", "variant"):
+        return text
+    if column == "trains":
+        return text == "true"
+    if column in ("depth", "parameters", "steps", "tokens"):
+        return int(text)
+    return float(text)
 
 
 def read_csv(path):
     """The rows of `results.csv` as dicts of Python values."""
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8") as handle:
         return [
-            {
-                k: None if v == "" else ast.literal_eval(v)
-                for k, v in row.items()
-            }
+            {k: _csv_value(k, v) for k, v in row.items()}
             for row in csv.DictReader(handle)
         ]
 

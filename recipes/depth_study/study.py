@@ -71,6 +71,30 @@ QUICK = {
 }
 
 
+# Settings that must be positive ints; every one is a size or a count.
+POSITIVE_INTS = (
+    "width",
+    "num_heads",
+    "intermediate_dim",
+    "context_length",
+    "batch_size",
+    "token_budget",
+    "val_windows",
+    "probe_batch_size",
+    "loss_points",
+)
+# `keras.utils.set_random_seed` seeds NumPy, which takes 32-bit seeds.
+MAX_SEED = 2**32 - 1
+# `(setting, what it must be, test of a finite value)` of the real ones.
+REAL_RANGES = (
+    ("learning_rate", "a finite number > 0", lambda v: v > 0),
+    ("margin", "a finite number >= 0", lambda v: v >= 0),
+    ("warmup_fraction", "a number in [0, 1)", lambda v: 0 <= v < 1),
+    ("global_clipnorm", "a finite number > 0", lambda v: v > 0),
+    ("train_fraction", "a number in (0, 1)", lambda v: 0 < v < 1),
+)
+
+
 def make_config(quick=False, **overrides):
     """The defaults, the quick preset when asked, then `overrides`."""
     config = dict(DEFAULTS)
@@ -83,29 +107,96 @@ def make_config(quick=False, **overrides):
         )
     config.update(overrides)
     check_config(config)
+    # Lists, as results.json gives them back, so a resumed study's
+    # settings compare equal to the ones it was written with.
+    for family in models.FAMILIES:
+        for kind in ("depths", "variants"):
+            key = f"{family}_{kind}"
+            config[key] = list(config[key])
     return config
 
 
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _check(ok, key, expected, value):
+    if not ok:
+        raise ValueError(
+            f"Setting `{key}` must be {expected}. Received: {key}={value!r}"
+        )
+
+
+def _check_list(config, key, valid, expected):
+    values = config[key]
+    # `valid` first: `set` needs the hashable values it lets through.
+    _check(
+        isinstance(values, list | tuple)
+        and all(valid(v) for v in values)
+        and len(set(values)) == len(values),
+        key,
+        expected,
+        values,
+    )
+
+
 def check_config(config):
+    """Raises `ValueError` naming the first setting `config` gets wrong.
+
+    Every check runs before any data is read, so a wrong setting fails
+    at once instead of after the first run.
+    """
     for family, variants in models.FAMILIES.items():
-        for depth in config[f"{family}_depths"]:
-            if isinstance(depth, bool) or not isinstance(depth, int):
-                raise ValueError(
-                    f"Setting `{family}_depths` must hold positive ints. "
-                    f"Received: {family}_depths={config[family + '_depths']}"
-                )
-            if depth < 1:
-                raise ValueError(
-                    f"Setting `{family}_depths` must hold positive ints. "
-                    f"Received: {family}_depths={config[family + '_depths']}"
-                )
-        bad = [v for v in config[f"{family}_variants"] if v not in variants]
-        if bad:
-            raise ValueError(
-                f"Setting `{family}_variants` must hold names from "
-                f"{list(variants)}. Received: {family}_variants="
-                f"{config[family + '_variants']}"
-            )
+        _check_list(
+            config,
+            f"{family}_depths",
+            lambda v: _is_int(v) and v >= 1,
+            "a list of distinct positive ints",
+        )
+        _check_list(
+            config,
+            f"{family}_variants",
+            lambda v, known=variants: v in known,
+            f"a list of distinct names from {list(variants)}",
+        )
+    if not run_keys(config):
+        names = [
+            f"{family}_{kind}={config[f'{family}_{kind}']!r}"
+            for family in models.FAMILIES
+            for kind in ("depths", "variants")
+        ]
+        raise ValueError(
+            "Nothing to run: give at least one family a depth and a "
+            f"variant. Received: {', '.join(names)}"
+        )
+    for key in POSITIVE_INTS:
+        _check(
+            _is_int(config[key]) and config[key] >= 1,
+            key,
+            "a positive int",
+            config[key],
+        )
+    for key, expected, in_range in REAL_RANGES:
+        value = config[key]
+        _check(_is_real(value) and in_range(value), key, expected, value)
+    max_chars = config["max_chars"]
+    _check(
+        max_chars is None or (_is_int(max_chars) and max_chars >= 1),
+        "max_chars",
+        "None or a positive int",
+        max_chars,
+    )
+    seed = config["seed"]
+    _check(
+        _is_int(seed) and 0 <= seed <= MAX_SEED,
+        "seed",
+        f"an int in [0, {MAX_SEED}]",
+        seed,
+    )
     if config["width"] % config["num_heads"]:
         raise ValueError(
             "Setting `num_heads` must divide `width`. Received: "
@@ -290,6 +381,75 @@ def train_one(family, variant, depth, study_data, config):
         "seconds": round(time.monotonic() - start, 1),
     }
     return record, model
+
+
+def _is_number(value):
+    return _is_int(value) or isinstance(value, float)
+
+
+def _is_number_or_none(value):
+    return value is None or _is_number(value)
+
+
+def _is_number_list(value):
+    return isinstance(value, list) and all(map(_is_number_or_none, value))
+
+
+_STRING = ("a string", lambda v: isinstance(v, str))
+_INT = ("an int", _is_int)
+_NUMBER = ("a number or null", _is_number_or_none)
+_NUMBERS = ("a list of numbers or nulls", _is_number_list)
+# What each field of a record (`train_one`) holds; null stands for NaN.
+RECORD_FIELDS = {
+    "family": _STRING,
+    "variant": _STRING,
+    "depth": _INT,
+    "parameters": _INT,
+    "steps": _INT,
+    "tokens": _INT,
+    "final_val_loss": _NUMBER,
+    "final_train_loss": _NUMBER,
+    "train_loss_curve": _NUMBERS,
+    "trains": ("true or false", lambda v: isinstance(v, bool)),
+    "grad_ratio_init": _NUMBER,
+    "grad_ratio_trained": _NUMBER,
+    "input_grad_ratio_init": _NUMBER,
+    "input_grad_ratio_trained": _NUMBER,
+    "grad_norm_init": _NUMBERS,
+    "grad_norm_trained": _NUMBERS,
+    "seconds": ("a number", _is_number),
+}
+
+
+def check_records(records, config):
+    """Raises `ValueError` unless `records` are finished runs of `config`.
+
+    Each record must hold every field of `RECORD_FIELDS` with a value of
+    its kind, be a run of `config` and appear once: what a resumed study
+    keeps and writes again.
+    """
+    if not isinstance(records, list):
+        raise ValueError(f"`runs` must be a list, not {type(records).__name__}")
+    keys = set(run_keys(config))
+    seen = set()
+    for index, record in enumerate(records):
+        where = f"`runs[{index}]`"
+        if not isinstance(record, dict):
+            raise ValueError(f"{where} must be an object. Received: {record!r}")
+        for field, (expected, valid) in RECORD_FIELDS.items():
+            if field not in record:
+                raise ValueError(f"{where} has no `{field}`")
+            if not valid(record[field]):
+                raise ValueError(
+                    f"{where}.{field} must be {expected}. "
+                    f"Received: {record[field]!r}"
+                )
+        key = (record["family"], record["variant"], record["depth"])
+        if key not in keys:
+            raise ValueError(f"{where} is not a run of the settings: {key}")
+        if key in seen:
+            raise ValueError(f"{where} repeats the run {key}")
+        seen.add(key)
 
 
 class _ChunkLosses(keras.callbacks.Callback):

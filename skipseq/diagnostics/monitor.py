@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from skipseq.diagnostics import _paths
 from skipseq.diagnostics.records import (
     QUANTITIES,
     FlowWriters,
@@ -52,40 +53,66 @@ def find_residual_blocks(model):
     ]
 
 
-def _check_layers(model, layers):
-    """Resolve the monitored blocks: `layers`, or the model's residuals."""
-    if layers is None:
-        blocks = find_residual_blocks(model)
-        if not blocks:
-            raise ValueError(
-                "Found no skipseq.layers.Residual layer in the model; pass "
-                "the layers to monitor as `layers`. Received: layers=None"
-            )
-        return blocks
-    layers = list(layers)
-    if not layers or not all(
-        isinstance(layer, keras.layers.Layer) for layer in layers
+def _check_model(model):
+    if not isinstance(model, keras.layers.Layer):
+        raise ValueError(
+            "Argument `model` must be a keras.Model or keras.layers.Layer. "
+            f"Received: model={model!r}"
+        )
+    return model
+
+
+def _layer_list(layers):
+    """`layers` as a non-empty list of layers; one layer is a list of one."""
+    if isinstance(layers, keras.layers.Layer):
+        return [layers]
+    checked = None
+    if not isinstance(layers, str | bytes | dict):
+        try:
+            checked = list(layers)
+        except TypeError:
+            pass
+    if not checked or not all(
+        isinstance(layer, keras.layers.Layer) for layer in checked
     ):
         raise ValueError(
-            "Argument `layers` must be a non-empty list of "
-            f"keras.layers.Layer. Received: layers={layers!r}"
+            "Argument `layers` must be None, a keras.layers.Layer or a "
+            "non-empty list of keras.layers.Layer. "
+            f"Received: layers={layers!r}"
         )
-    return layers
+    return checked
+
+
+def _check_layers(model, layers):
+    """Resolve the monitored blocks: `layers`, or the model's residuals."""
+    if layers is not None:
+        return _layer_list(layers)
+    blocks = find_residual_blocks(model)
+    if not blocks:
+        raise ValueError(
+            "Found no skipseq.layers.Residual layer in the model; pass "
+            "the layers to monitor as `layers`. Received: layers=None"
+        )
+    return blocks
 
 
 def _is_float(value):
     return tf.is_tensor(value) and value.dtype.is_floating
 
 
-def _norm(structure):
-    """L2 norm over all float tensors of a (nested) structure, in fp32."""
+def _norm(structure, empty=math.nan):
+    """L2 norm over all float tensors of a (nested) structure, in fp32.
+
+    `None` entries (unconnected gradients) count as zeros; `empty` is the
+    value when there is no float tensor at all.
+    """
     parts = [
         tf.cast(t, "float32")
         for t in tf.nest.flatten(structure)
         if t is not None and _is_float(t)
     ]
     if not parts:
-        return tf.constant(math.nan)
+        return tf.constant(empty, "float32")
     return tf.linalg.global_norm(parts)
 
 
@@ -213,26 +240,35 @@ def _measure(model, blocks, loss, training, x, y, sample_weight, order):
         loss_value = _compute_loss(
             model, loss, x, y, y_pred, sample_weight, training
         )
+    called = [i in recorder.inputs for i in range(len(blocks))]
     # Read after the pass, which builds a model that was not built yet.
-    weights = [block.trainable_weights for block in blocks]
-    # Blocks never called keep an empty input list (and a NaN norm).
+    # A block never called (unused, or from another model) has no path to
+    # the loss: its weights are left out rather than asked for.
+    weights = [
+        block.trainable_weights if used else []
+        for block, used in zip(blocks, called, strict=True)
+    ]
     inputs = [recorder.inputs.get(i, []) for i in range(len(blocks))]
-    grads = tape.gradient(
-        loss_value,
-        [weights, inputs],
-        unconnected_gradients=tf.UnconnectedGradients.ZERO,
-    )
-    weight_grads, input_grads = grads
+    # Unconnected gradients stay None, the default: asking for zeros makes
+    # TensorFlow read `variable.dtype`, a string for Keras variables, and
+    # fail with "'str' object has no attribute '_type_enum'".
+    weight_grads, input_grads = tape.gradient(loss_value, [weights, inputs])
 
     nan = tf.constant(math.nan)
     result = {q: [] for q in QUANTITIES}
     for i in range(len(blocks)):
         stats = recorder.stats.get(i, {})
-        has_weights = bool(weights[i])
-        result["grad_norm"].append(
-            _norm(weight_grads[i]) if has_weights else nan
-        )
-        result["input_grad_norm"].append(_norm(input_grads[i]))
+        if not called[i]:
+            result["grad_norm"].append(nan)
+            result["input_grad_norm"].append(nan)
+        else:
+            # Called but not reaching the loss: a true zero gradient.
+            result["grad_norm"].append(
+                _norm(weight_grads[i], empty=0.0) if weights[i] else nan
+            )
+            # A block given no float input has no input gradient.
+            empty = 0.0 if inputs[i] else math.nan
+            result["input_grad_norm"].append(_norm(input_grads[i], empty=empty))
         if "branch_norm" in stats:
             ratio = stats["branch_norm"] / stats["skip_norm"]
         else:
@@ -272,7 +308,7 @@ class _FlowProbe:
     """A reusable measurement for a fixed model and set of blocks."""
 
     def __init__(self, model, layers=None, loss=None, training=False):
-        self.model = model
+        self.model = _check_model(model)
         self.blocks = _check_layers(model, layers)
         self.loss = _resolve_loss(loss)
         self.training = _check_training(training)
@@ -322,9 +358,9 @@ def gradient_flow(
         x: the input batch.
         y: the targets, passed to the loss.
         sample_weight: optional sample weights for the loss.
-        layers: optional list of layers to monitor instead of the
-            model's `Residual` layers; plain layers get `grad_norm` and
-            `input_grad_norm` only. Defaults to `None`.
+        layers: optional layer or list of layers to monitor instead of
+            the model's `Residual` layers; plain layers get `grad_norm`
+            and `input_grad_norm` only. Defaults to `None`.
         loss: `None` (default) for `model.compute_loss` (the compiled loss
             plus regularisation losses), a loss name, or a callable
             `loss(y_true, y_pred)` whose result is averaged.
@@ -375,7 +411,17 @@ def _batches(data):
     """A fixed `(x, y[, sample_weight])` tuple, or cycle through batches."""
     if isinstance(data, tuple) and len(data) in (1, 2, 3):
         return itertools.repeat(data)
-    if hasattr(data, "__iter__") and not isinstance(data, tuple | dict):
+    if hasattr(data, "shape") and hasattr(data, "dtype"):
+        # An array is iterable too, but its rows are not batches.
+        raise ValueError(
+            "Argument `data` must be a tuple (x, y) or (x, y, "
+            "sample_weight), or an iterable of such batches, not a bare "
+            "array; pass `(x, y)`. Received: data="
+            f"{type(data).__name__} of shape {tuple(data.shape)}"
+        )
+    if hasattr(data, "__iter__") and not isinstance(
+        data, tuple | dict | str | bytes
+    ):
         return _cycle(data)
     raise ValueError(
         "Argument `data` must be a tuple (x, y) or (x, y, sample_weight), "
@@ -416,15 +462,21 @@ class GradientFlowMonitor(keras.callbacks.Callback):
             cycled through. A fixed batch makes steps comparable.
         every_n_steps: positive int, steps between measurements; step 0
             is always measured. Defaults to `100`.
-        layers: optional list of layers to monitor instead of the
-            model's `Residual` layers. Defaults to `None`.
+        layers: optional layer or list of layers to monitor instead of
+            the model's `Residual` layers. Defaults to `None`.
         loss: `None` (default) for the model's compiled loss, a loss name,
             or a callable `loss(y_true, y_pred)`.
         training: Python bool for the probe's forward pass. Defaults to
             `False` (no dropout, BatchNorm statistics untouched).
-        csv_path: optional path of a CSV file to write.
-        log_dir: optional TensorBoard log directory.
-        plot_path: optional path of a PNG written at the end of training.
+        csv_path: optional path of a CSV file to write, in an existing
+            directory. Defaults to `None`.
+        log_dir: optional TensorBoard log directory, created if missing.
+            Defaults to `None`.
+        plot_path: optional path of an image written at the end of
+            training, in an existing directory; a PNG unless the suffix
+            names another format (`.pdf`, `.svg`). Checked when the
+            monitor is made; if writing still fails, the error is logged
+            and `fit` returns normally. Defaults to `None`.
 
     Example:
 
@@ -461,6 +513,12 @@ class GradientFlowMonitor(keras.callbacks.Callback):
         _checks.positive_int("every_n_steps", every_n_steps)
         _resolve_loss(loss)
         _check_training(training)
+        if layers is not None:
+            # A list now, so a one-shot iterable is not used up here.
+            layers = _layer_list(layers)
+        _paths.output_file("csv_path", csv_path)
+        _paths.log_directory("log_dir", log_dir)
+        _paths.output_file("plot_path", plot_path)
         self._batches = _batches(data)
         self.data = data
         self.every_n_steps = every_n_steps
@@ -523,7 +581,17 @@ class GradientFlowMonitor(keras.callbacks.Callback):
             # Imported here so that matplotlib loads only when plotting.
             from skipseq.diagnostics.plots import plot_gradient_flow
 
-            plot_gradient_flow(self.records, self.plot_path)
+            # The path was checked up front; if it went away since, keep
+            # the finished training (and fit's History) over the plot.
+            try:
+                plot_gradient_flow(self.records, self.plot_path)
+            except OSError as error:
+                logger.error(
+                    "Could not write the gradient flow plot to %s: %s",
+                    self.plot_path,
+                    error,
+                )
+                return
             logger.info("Wrote the gradient flow plot to %s", self.plot_path)
 
 

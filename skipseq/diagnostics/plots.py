@@ -1,5 +1,7 @@
 """Plots of gradient flow records (matplotlib, Agg, no global state)."""
 
+import os
+
 import numpy as np
 from matplotlib import cm, colormaps, colors
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -27,7 +29,9 @@ def plot_gradient_flow(
     Args:
         records: a list of flow dicts, each with `"step"` and one array
             per quantity (as kept in `GradientFlowMonitor.records`).
-        path: where to write the PNG.
+        path: where to write the image. A suffix that names a format
+            (`.png`, `.pdf`, `.svg`, ...) picks it; otherwise a PNG is
+            written to exactly `path`, with no suffix added.
         quantities: the quantities to plot, one panel each. Defaults to
             `("grad_norm", "input_grad_norm")`.
 
@@ -67,5 +71,17 @@ def plot_gradient_flow(
         ax.grid(True, which="major", alpha=0.3)
     mappable = cm.ScalarMappable(norm=norm, cmap=cmap)
     figure.colorbar(mappable, ax=list(axes), label="training step")
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=100, format=_image_format(figure, path))
     return figure
+
+
+def _image_format(figure, path):
+    """The format named by the suffix of `path`, else `"png"`.
+
+    Without an explicit format, matplotlib appends `.png` to a path with
+    no suffix, so the file would not be where the caller looks for it.
+    """
+    suffix = os.path.splitext(os.fspath(path))[1][1:].lower()
+    if suffix in figure.canvas.get_supported_filetypes():
+        return suffix
+    return "png"
