@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from skipseq.layers import ResidualRNN
+from skipseq.layers import Dropout, ResidualRNN
 
 
 @keras.saving.register_keras_serializable(package="skipseq_recipes")
@@ -60,7 +60,7 @@ class RNNLM(keras.Model):
         self.token_embedding = keras.layers.Embedding(
             vocabulary_size, width, name="token_embedding"
         )
-        self.embedding_dropout = keras.layers.Dropout(dropout, seed=seed)
+        self.embedding_dropout = Dropout(dropout, seed=seed)
         self.rnn = ResidualRNN(
             cell_type,
             num_layers=num_layers,

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from skipseq.layers import TransformerDecoder
+from skipseq.layers import Dropout, TransformerDecoder
 
 
 @keras.saving.register_keras_serializable(package="skipseq_recipes")
@@ -80,7 +80,7 @@ class TransformerLM(keras.Model):
         self.position_embedding = keras.layers.Embedding(
             context_length, width, name="position_embedding"
         )
-        self.embedding_dropout = keras.layers.Dropout(dropout, seed=seed)
+        self.embedding_dropout = Dropout(dropout, seed=seed)
         self.decoder = TransformerDecoder(
             num_layers,
             intermediate_dim,

@@ -21,6 +21,7 @@ import tensorflow as tf
 from keras import ops
 
 from skipseq import layers
+from skipseq.layers import Dropout
 
 RESIDUALS = ("pre", "post", "sandwich", "deepnorm", "rezero")
 CELL_TYPES = ("lstm", "gru")
@@ -204,7 +205,7 @@ class TransformerTranslator(Seq2SeqModel):
             name="decoder",
             **stack,
         )
-        self.embedding_dropout = keras.layers.Dropout(dropout, seed=seed)
+        self.embedding_dropout = Dropout(dropout, seed=seed)
 
     def encode(self, source, training=False):
         """Returns `(memory (batch, S, hidden_dim), source_mask)`."""
@@ -369,7 +370,7 @@ class RNNTranslator(Seq2SeqModel):
             seed=None if seed is None else seed + 1,
             name="decoder",
         )
-        self.embedding_dropout = keras.layers.Dropout(dropout, seed=seed)
+        self.embedding_dropout = Dropout(dropout, seed=seed)
         self.output_projection = keras.layers.Dense(
             target_vocabulary_size, name="output_projection"
         )

@@ -1,6 +1,7 @@
 """Keras layers built around skip (residual) connections."""
 
 from skipseq.layers.deepnorm import deepnorm_constants
+from skipseq.layers.dropout import Dropout
 from skipseq.layers.feedforward import FeedForward
 from skipseq.layers.multi_head_attention import CachedMultiHeadAttention
 from skipseq.layers.residual import DenseSkip, Residual

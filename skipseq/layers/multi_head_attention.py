@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from skipseq.layers import _checks
+from skipseq.layers.dropout import Dropout
 
 # Masked scores are replaced (not offset) by this value before a float32
 # softmax: far below any real score, yet finite, so a fully masked row
@@ -280,7 +281,7 @@ class CachedMultiHeadAttention(keras.layers.Layer):
             else keras.initializers.get(value_kernel_initializer)
         )
         self.seed = seed
-        self.attention_dropout = keras.layers.Dropout(
+        self.attention_dropout = Dropout(
             dropout, seed=seed, name="attention_dropout"
         )
         self.is_cross_attention = False

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from skipseq.layers import _checks
+from skipseq.layers.dropout import Dropout
 
 SKIPS = ("auto", "identity", "projection", "none")
 NORM_POSITIONS = ("pre", "post", "sandwich", "none")
@@ -200,7 +201,7 @@ class Residual(keras.layers.Layer):
         self.supports_masking = True
         self._sublayer_takes_mask = call_accepts(sublayer, "mask")
         self._sublayer_takes_training = call_accepts(sublayer, "training")
-        self.branch_dropout = keras.layers.Dropout(
+        self.branch_dropout = Dropout(
             dropout, seed=seed, name="branch_dropout", dtype=self.dtype_policy
         )
         self.seed_generator = keras.random.SeedGenerator(seed)

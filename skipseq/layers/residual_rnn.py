@@ -4,6 +4,8 @@ import keras
 from keras import ops
 
 from skipseq.layers import _checks
+from skipseq.layers._backend import in_xla_context
+from skipseq.layers.dropout import Dropout
 from skipseq.layers.residual import NORM_POSITIONS, NORMS, SKIPS, Residual
 
 CELL_TYPES = ("lstm", "gru")
@@ -19,24 +21,6 @@ def gpu_available():
     import tensorflow as tf
 
     return bool(tf.config.list_logical_devices("GPU"))
-
-
-def in_xla_context():
-    """Whether the code is being traced for XLA (`jit_compile=True`).
-
-    cuDNN kernels have no XLA lowering, so a stack traced for XLA must take
-    the plain recurrent loop. TensorFlow exposes the test only through a
-    private module; without it we report False and Keras' own rules apply.
-    """
-    if keras.backend.backend() != "tensorflow":
-        return False
-    try:
-        import tensorflow as tf
-        from tensorflow.python.ops import control_flow_util
-    except ImportError:
-        return False
-    graph = tf.compat.v1.get_default_graph()
-    return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
 
 
 def inner_use_cudnn(use_cudnn):
@@ -300,7 +284,7 @@ class ResidualRNN(keras.layers.Layer):
         self.supports_masking = True
         self.supports_jit = use_cudnn is not True
         self._inner_use_cudnn = inner_use_cudnn(use_cudnn)
-        self.inter_dropout = keras.layers.Dropout(
+        self.inter_dropout = Dropout(
             dropout, seed=seed, name="inter_dropout", dtype=self.dtype_policy
         )
         self.recurrent_layers = [self._make_layer(i) for i in range(num_layers)]

@@ -4,6 +4,8 @@ import keras
 from keras import ops
 
 from skipseq.layers import _checks
+from skipseq.layers._backend import in_xla_context
+from skipseq.layers.dropout import Dropout
 from skipseq.layers.residual import NORM_POSITIONS, NORMS, SKIPS, Residual
 from skipseq.layers.residual_rnn import (
     CELL_TYPES,
@@ -13,7 +15,6 @@ from skipseq.layers.residual_rnn import (
     check_residual_start,
     check_states,
     check_units,
-    in_xla_context,
     inner_use_cudnn,
     keras_rnns,
     make_rnn,
@@ -200,7 +201,7 @@ class ResidualRNNDecoder(keras.layers.Layer):
             name="attention",
             dtype=self.dtype_policy,
         )
-        self.inter_dropout = keras.layers.Dropout(
+        self.inter_dropout = Dropout(
             dropout, seed=seed, name="inter_dropout", dtype=self.dtype_policy
         )
         # The context width is known in `build`; set there.
