@@ -79,11 +79,19 @@ def trained_run(tmp_path_factory):
     }
 
 
-def uncached_greedy(model, prompt_ids, window, steps):
-    """Arg-max decoding by running the whole model on the growing text."""
+def uncached_greedy(model, prompt_ids, window, chunk_length, steps):
+    """Arg-max decoding by running the whole model on the growing text.
+
+    It sees what the chunked decoder sees: each chunk starts from the last
+    `window` tokens, and within a chunk the context grows by one token a
+    step. (An RNN's state depends on every token it has read, so a
+    sliding window of `window` tokens would be another model.)
+    """
     tokens = list(prompt_ids) or [BOS_ID]
-    for _ in range(steps):
-        logits = np.array(model(np.array([tokens[-window:]]))[0, -1])
+    for step in range(steps):
+        if step % chunk_length == 0:
+            start = max(len(tokens) - window, 0)
+        logits = np.array(model(np.array([tokens[start:]]))[0, -1])
         logits[[0, UNK_ID, BOS_ID]] = -np.inf
         tokens.append(int(np.argmax(logits)))
     return tokens[-steps:]
@@ -170,7 +178,9 @@ def test_cached_equals_uncached_argmax(trained_run):
     prompts = [vocab.encode("ROMEO:"), vocab.encode("First Citizen:\n" * 3)]
     cached = new_tokens(decoder, prompts, 8)
     for row, prompt in zip(cached, prompts, strict=True):
-        expected = uncached_greedy(model, prompt, decoder.window, 8)
+        expected = uncached_greedy(
+            model, prompt, decoder.window, decoder.chunk_length, 8
+        )
         assert row.tolist() == expected
 
 
@@ -180,9 +190,10 @@ def test_rnn_cached_equals_uncached(cell_type):
     model(np.zeros((1, 4), "int32"))
     decoder = generation.ChunkDecoder(model, 6, 4, method="greedy")
     prompts = [[4, 5], [3, 4, 5, 6, 7, 8, 4, 5]]
-    cached = new_tokens(decoder, prompts, 4)
+    # Seven tokens: a whole chunk of four, then part of a second one.
+    cached = new_tokens(decoder, prompts, 7)
     for row, prompt in zip(cached, prompts, strict=True):
-        assert row.tolist() == uncached_greedy(model, prompt, 6, 4)
+        assert row.tolist() == uncached_greedy(model, prompt, 6, 4, 7)
 
 
 @needs_data
@@ -238,7 +249,9 @@ def test_bad_inputs(trained_run):
     # An empty prompt starts from the start token.
     greedy = trained_run["greedy"]
     (text,) = generation.generate_text(greedy, vocab, [""], 10)
-    expected = uncached_greedy(trained_run["model"], [], window, 10)
+    expected = uncached_greedy(
+        trained_run["model"], [], window, greedy.chunk_length, 10
+    )
     assert text == vocab.decode(expected)
     # A long prompt keeps its last `window` tokens.
     long_prompt = "Now is the winter of our discontent " * 3
