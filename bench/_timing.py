@@ -77,3 +77,56 @@ def paired_ratio(numerators, denominators):
         float(n / d) for n, d in zip(numerators, denominators, strict=True)
     ]
     return median(ratios), ratios
+
+
+class StepTimes:
+    """The timed training steps of one contestant, round by round."""
+
+    def __init__(self):
+        self.step_seconds = []
+        self.cpu_step_seconds = []
+        self.round_seconds = []
+
+    def add_round(self, timer):
+        """Adds the steps an `ExecutionTimer` recorded in one round."""
+        self.step_seconds += timer.seconds
+        self.cpu_step_seconds += timer.cpu_seconds
+        self.round_seconds.append(median(timer.seconds))
+
+
+def fit_round(model, inputs, targets, batch_size):
+    """One epoch of `model.fit` over the round's batches, in order.
+
+    Returns the `ExecutionTimer` of its steps and the `History`.
+    """
+    timer = ExecutionTimer()
+    history = model.fit(
+        inputs,
+        targets,
+        batch_size=batch_size,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[timer],
+    )
+    return timer, history
+
+
+def compare(numerator, denominator):
+    """Step-time ratios of two `StepTimes` measured in the same rounds.
+
+    Returns the ratio of the median step times, the median per-round
+    ratio with the per-round ratios, and the ratio of the median CPU
+    times.
+    """
+    paired, per_round = paired_ratio(
+        numerator.round_seconds, denominator.round_seconds
+    )
+    return {
+        "ratio": median(numerator.step_seconds)
+        / median(denominator.step_seconds),
+        "paired_ratio": paired,
+        "per_round": per_round,
+        "cpu_time_ratio": median(numerator.cpu_step_seconds)
+        / median(denominator.cpu_step_seconds),
+    }

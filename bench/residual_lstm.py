@@ -134,44 +134,16 @@ class Contestant:
             loss="mse",
             jit_compile=jit_compile,
         )
-        self.step_seconds = []
-        self.cpu_step_seconds = []
-        self.round_seconds = []
-        self.round_cpu_seconds = []
+        self.times = _timing.StepTimes()
         self.losses = []
 
     def fit(self, inputs, targets, timed=True):
-        timer = _timing.ExecutionTimer()
-        history = self.model.fit(
-            inputs,
-            targets,
-            batch_size=self.config["batch"],
-            epochs=1,
-            shuffle=False,
-            verbose=0,
-            callbacks=[timer],
+        timer, history = _timing.fit_round(
+            self.model, inputs, targets, self.config["batch"]
         )
         if timed:
-            self.step_seconds += timer.seconds
-            self.cpu_step_seconds += timer.cpu_seconds
-            self.round_seconds.append(_timing.median(timer.seconds))
-            self.round_cpu_seconds.append(_timing.median(timer.cpu_seconds))
+            self.times.add_round(timer)
             self.losses.append(float(history.history["loss"][-1]))
-
-
-def compare(numerator, denominator):
-    """Ratio of median step times, median per-round ratio, CPU ratio."""
-    paired, per_round = _timing.paired_ratio(
-        numerator.round_seconds, denominator.round_seconds
-    )
-    return {
-        "ratio": _timing.median(numerator.step_seconds)
-        / _timing.median(denominator.step_seconds),
-        "paired_ratio": paired,
-        "per_round": per_round,
-        "cpu_time_ratio": _timing.median(numerator.cpu_step_seconds)
-        / _timing.median(denominator.cpu_step_seconds),
-    }
 
 
 def main():
@@ -206,10 +178,10 @@ def main():
             "parameters": params[c.name],
             "jit_compile_asked": c.jit_compile,
             "jit_compile_after_fit": jit_after_fit[c.name],
-            "median_step_seconds": _timing.median(c.step_seconds),
-            "median_cpu_step_seconds": _timing.median(c.cpu_step_seconds),
-            "step_seconds": c.step_seconds,
-            "round_seconds": c.round_seconds,
+            "median_step_seconds": _timing.median(c.times.step_seconds),
+            "median_cpu_step_seconds": _timing.median(c.times.cpu_step_seconds),
+            "step_seconds": c.times.step_seconds,
+            "round_seconds": c.times.round_seconds,
             "last_loss": c.losses[-1],
         }
         row = results[c.name]
@@ -223,19 +195,28 @@ def main():
 
     comparisons = {
         "residual / plain, no XLA": (
-            compare(by_name["residual", False], by_name["plain", False]),
+            _timing.compare(
+                by_name["residual", False].times, by_name["plain", False].times
+            ),
             "<= 1.05",
         ),
         "residual / plain, XLA": (
-            compare(by_name["residual", True], by_name["plain", True]),
+            _timing.compare(
+                by_name["residual", True].times, by_name["plain", True].times
+            ),
             "<= 1.05",
         ),
         "XLA speedup, plain": (
-            compare(by_name["plain", False], by_name["plain", True]),
+            _timing.compare(
+                by_name["plain", False].times, by_name["plain", True].times
+            ),
             "> 1",
         ),
         "XLA speedup, residual": (
-            compare(by_name["residual", False], by_name["residual", True]),
+            _timing.compare(
+                by_name["residual", False].times,
+                by_name["residual", True].times,
+            ),
             "> 1",
         ),
     }
