@@ -455,6 +455,78 @@ def test_time_limit_stops_training():
         training.TimeLimit(0)
 
 
+class _InterruptAt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def _one_second_per_reading(monkeypatch):
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(
+        training.TimeLimit, "_clock", staticmethod(lambda: float(next(ticks)))
+    )
+
+
+def test_time_limit_counts_the_time_before_a_resume(tmp_path, monkeypatch):
+    _one_second_per_reading(monkeypatch)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = np.ones((16, 2)), np.ones((16, 1))
+    backup = tmp_path / "backup"
+
+    def run(limit, *extra):
+        restore = keras.callbacks.BackupAndRestore(str(backup))
+        return model.fit(
+            x,
+            y,
+            batch_size=4,
+            epochs=4,
+            callbacks=[restore, limit, *extra],
+            verbose=0,
+        )
+
+    first = training.TimeLimit(1e9, state_dir=backup)
+    with pytest.raises(KeyboardInterrupt):
+        run(first, _InterruptAt(2))
+    recorded = json.loads((backup / "time_limit.json").read_text())
+    assert list(recorded) == ["1", "2"]
+    # Four batch ends and an epoch end read the clock once each.
+    assert recorded["2"] - recorded["1"] == 5.0
+    used = recorded["2"]
+
+    # Resumed at epoch 2, the clock starts at the time used by then, so a
+    # limit just above it stops the run after one more step; a clock
+    # started from zero would let it run its 8 remaining steps.
+    second = training.TimeLimit(used + 0.5, state_dir=backup)
+    run(second)
+    assert second.stopped
+    assert int(model.optimizer.iterations.numpy()) == 2 * 4 + 1
+    assert used < second.seconds < used + 5
+    # A finished run leaves no backup, so the next run starts from zero.
+    assert not backup.exists()
+
+
+def test_time_limit_ignores_a_damaged_clock_file(tmp_path, caplog):
+    state = write(tmp_path / "time_limit.json", "not json")
+    limit = training.TimeLimit(100.0, state_dir=tmp_path)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    with caplog.at_level("WARNING"):
+        model.fit(
+            np.ones((4, 2)), np.ones((4, 1)), callbacks=[limit], verbose=0
+        )
+    assert f"Ignoring '{state}'" in caplog.text
+    assert not limit.stopped
+    recorded = json.loads(state.read_text())
+    assert list(recorded) == ["1"]
+    assert 0 < recorded["1"] <= limit.seconds
+
+
 def test_load_weights_errors_name_the_file(tmp_path):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     with pytest.raises(FileNotFoundError, match="missing.weights.h5"):

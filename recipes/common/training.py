@@ -16,6 +16,7 @@ step. A recipe's "epoch" is a fixed number of steps over a repeated
 dataset, so a backup is written every `steps_per_epoch` steps.
 """
 
+import json
 import logging
 import os
 import pathlib
@@ -24,7 +25,7 @@ import time
 
 import keras
 
-from recipes.common.files import TEMP_PREFIX, default_mode
+from recipes.common.files import TEMP_PREFIX, atomic_write_text, default_mode
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +39,27 @@ class TimeLimit(keras.callbacks.Callback):
 
     The clock starts at `on_train_begin`; the check runs after every
     batch, so a run overshoots by at most one step. `stopped` tells
-    whether the limit ended the run.
+    whether the limit ended the run and `seconds` how much training time
+    the run has used so far.
+
+    With a `state_dir` (the BackupAndRestore folder) the clock survives an
+    interruption: the time used by the end of each epoch is written there,
+    and a run that resumes at epoch `e` starts its clock from the time
+    recorded at the end of epoch `e`. A budget of 90 minutes is then 90
+    minutes of training however often the run was restarted; the work
+    lost after the last backup is not counted, because it is done again.
 
     Args:
         max_seconds: float > 0, or None for no limit.
+        state_dir: folder for the clock's state, or None to start from
+            zero on every call of `fit`.
     """
 
-    def __init__(self, max_seconds):
+    STATE_FILE = "time_limit.json"
+    # A class attribute, so that tests can run the clock by hand.
+    _clock = staticmethod(time.monotonic)
+
+    def __init__(self, max_seconds, state_dir=None):
         super().__init__()
         if max_seconds is not None and max_seconds <= 0:
             raise ValueError(
@@ -52,18 +67,82 @@ class TimeLimit(keras.callbacks.Callback):
                 f"Received: max_seconds={max_seconds!r}"
             )
         self.max_seconds = max_seconds
+        self.state_path = (
+            None
+            if state_dir is None
+            else pathlib.Path(state_dir) / self.STATE_FILE
+        )
         self.stopped = False
         self._start = None
+        self._end = None
+        self._offset = 0.0
+        self._resumed = False
+        self._recorded = {}
+
+    @property
+    def seconds(self):
+        """Training seconds used, including those before a resume."""
+        if self._start is None:
+            return self._offset
+        end = self._clock() if self._end is None else self._end
+        return self._offset + end - self._start
 
     def on_train_begin(self, logs=None):
-        self._start = time.monotonic()
+        self._start = self._clock()
+        self._end = None
+        self._offset = 0.0
+        self._resumed = False
+        self._recorded = self._read_state()
+
+    def on_train_end(self, logs=None):
+        self._end = self._clock()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._resumed:
+            return
+        self._resumed = True
+        # Keys are the number of epochs finished; BackupAndRestore resumes
+        # at epoch `e` after `e` finished ones.
+        if epoch > 0 and str(epoch) in self._recorded:
+            self._offset = self._recorded[str(epoch)]
+            logger.info(
+                "Resuming at epoch %d with %.1f s of training time used.",
+                epoch,
+                self._offset,
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.state_path is None:
+            return
+        self._recorded[str(epoch + 1)] = round(self.seconds, 3)
+        atomic_write_text(self.state_path, json.dumps(self._recorded) + "\n")
 
     def on_train_batch_end(self, batch, logs=None):
         if self.max_seconds is None:
             return
-        if time.monotonic() - self._start >= self.max_seconds:
+        if self.seconds >= self.max_seconds:
             self.stopped = True
             self.model.stop_training = True
+
+    def _read_state(self):
+        if self.state_path is None or not self.state_path.exists():
+            return {}
+        try:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+            if not isinstance(state, dict) or not all(
+                isinstance(v, (int, float)) for v in state.values()
+            ):
+                raise ValueError("not a mapping of epochs to seconds")
+        except ValueError as error:
+            # The clock is advisory: a damaged file must not block a
+            # resume of the weights BackupAndRestore still holds.
+            logger.warning(
+                "Ignoring '%s' (%s); the time limit counts from zero.",
+                self.state_path,
+                error,
+            )
+            return {}
+        return {str(k): float(v) for k, v in state.items()}
 
 
 class StepCounter(keras.callbacks.Callback):
@@ -114,7 +193,7 @@ def make_callbacks(
         # Beside, not inside, the chief's folder, which the chief deletes
         # when it finishes.
         backup = run_dir / f"{BACKUP_DIR}_worker_{worker_index}"
-    time_limit = TimeLimit(max_seconds)
+    time_limit = TimeLimit(max_seconds, state_dir=backup)
     counter = StepCounter()
     callbacks = [
         keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch"),

@@ -196,6 +196,9 @@ def train(config, run_dir, overwrite=False):
     report.update(
         {
             "train_seconds": round(seconds, 1),
+            # With the time before any resume: what `max_train_seconds`
+            # limits.
+            "train_seconds_total": round(time_limit.seconds, 1),
             "steps": counter.steps,
             "stopped_by_time_limit": time_limit.stopped,
             "parameters": model.count_params(),

@@ -288,6 +288,8 @@ def train(config, run_dir, overwrite=False, callbacks=(), verbose="auto"):
         "steps": counter.steps,
         "stopped_by_time_limit": time_limit.stopped,
         "train_seconds": seconds,
+        # With the time before any resume: what `max_train_seconds` limits.
+        "train_seconds_total": round(time_limit.seconds, 1),
         "replicas": replicas,
         "global_batch_size": batch,
     }
