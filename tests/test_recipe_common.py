@@ -264,6 +264,45 @@ def test_schedules_serialise(schedule):
     )
 
 
+def test_cosine_follows_the_time_budget_when_it_runs_out_first():
+    used = keras.Variable(0.0, trainable=False)
+    schedule = schedules.WarmupCosineSchedule(1e-3, 10, 110, 1e-4, used)
+    plain = schedules.WarmupCosineSchedule(1e-3, 10, 110, 1e-4)
+
+    def cosine(progress):
+        return 1e-4 + 0.9e-3 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    # Unused budget: the step count alone sets the rate.
+    for step in (4, 59, 109):
+        assert float(schedule(step)) == pytest.approx(float(plain(step)))
+    used.assign(0.5)
+    # Warm-up goes by steps alone; after it, the larger progress counts.
+    assert float(schedule(4)) == pytest.approx(5e-4)
+    assert float(schedule(19)) == pytest.approx(cosine(0.5))
+    assert float(schedule(84)) == pytest.approx(cosine(0.75))
+    used.assign(1.0)
+    assert float(schedule(19)) == pytest.approx(1e-4)
+    with pytest.raises(ValueError, match="time_progress.*name='inverse_sqrt'"):
+        schedules.make_schedule("inverse_sqrt", 1e-3, 10, time_progress=used)
+
+
+def test_time_progress_is_read_inside_one_compiled_function():
+    used = keras.Variable(0.0, trainable=False)
+    schedule = schedules.WarmupCosineSchedule(1.0, 1, 1001, 0.0, used)
+    traces = []
+
+    @tf.function(jit_compile=True)
+    def rate(step):
+        traces.append(1)
+        return schedule(step)
+
+    step = tf.constant(1, "int64")
+    assert float(rate(step)) == pytest.approx(1.0, abs=1e-5)
+    used.assign(0.5)
+    assert float(rate(step)) == pytest.approx(0.5, abs=1e-6)
+    assert len(traces) == 1
+
+
 def test_schedule_argument_errors():
     with pytest.raises(ValueError, match=r"`warmup_steps`.*warmup_steps=0"):
         schedules.InverseSqrtSchedule(1e-3, 0)
@@ -525,6 +564,68 @@ def test_time_limit_ignores_a_damaged_clock_file(tmp_path, caplog):
     recorded = json.loads(state.read_text())
     assert list(recorded) == ["1"]
     assert 0 < recorded["1"] <= limit.seconds
+
+
+def test_time_limit_drives_the_learning_rate_of_fit(monkeypatch):
+    _one_second_per_reading(monkeypatch)
+    used = keras.Variable(0.0, trainable=False)
+    # 10 s of budget; train_steps so large that only time decays the rate.
+    schedule = schedules.WarmupCosineSchedule(1.0, 1, 10**6, 0.0, used)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(schedule), "mse", jit_compile=True)
+    rates = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            rates.append(float(model.optimizer.learning_rate))
+
+    limit = training.TimeLimit(10.0, progress=used)
+    model.fit(
+        np.ones((64, 2)),
+        np.ones((64, 1)),
+        batch_size=4,
+        callbacks=[limit, Record()],
+        verbose=0,
+    )
+    # Train begin reads the clock at 0; each step reads it at its begin
+    # (the rate it trains with) and end (the limit). Step k begins at
+    # 2k - 1 s and runs with the rate at that share of 10 s; the step
+    # that ends at 10 s is the last.
+    expected = [
+        0.5 * (1 + math.cos(math.pi * (2 * k - 1) / 10))
+        for k in (1, 2, 3, 4, 5)
+    ]
+    assert limit.stopped
+    assert rates == pytest.approx(expected, abs=1e-6)
+
+
+def test_decay_by_time_needs_cosine_a_limit_and_one_clock():
+    good = {
+        "decay_by_time": True,
+        "schedule": "cosine",
+        "max_train_seconds": 60,
+    }
+    assert (
+        training.time_progress_variable({**good, "decay_by_time": False})
+        is None
+    )
+    variable = training.time_progress_variable(good, "mirrored")
+    assert float(variable) == 0.0 and not variable.trainable
+    for key, value, strategy in (
+        ("schedule", "inverse_sqrt", "default"),
+        ("max_train_seconds", None, "default"),
+        ("max_train_seconds", 0.0, "default"),
+        ("strategy", None, "multi_worker"),
+    ):
+        bad = dict(good) if key == "strategy" else {**good, key: value}
+        shown = strategy if key == "strategy" else value
+        with pytest.raises(
+            config.ConfigError,
+            match=rf"`decay_by_time` needs `{key}`.*{key}={shown!r}",
+        ):
+            training.time_progress_variable(bad, strategy)
+    with pytest.raises(ValueError, match="`progress` needs a time limit"):
+        training.TimeLimit(None, progress=variable)
 
 
 def test_load_weights_errors_name_the_file(tmp_path):

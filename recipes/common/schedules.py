@@ -79,11 +79,23 @@ class WarmupCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
     lr(s) = floor + (peak - floor) * (1 + cos(pi * p)) / 2    otherwise
     ```
 
+    With a `time_progress` variable, the fraction of a time budget used
+    (0 to 1, kept up to date by `recipes.common.training.TimeLimit`), the
+    progress is `max(p, time_progress)`: the decay reaches the floor when
+    the budget runs out even if `T` is never reached, so a run bounded by
+    time still ends on an annealed rate on a slower machine. The fraction
+    counts the warm-up's time too, so the rate at the end of warm-up is
+    already a little below the peak (at 8% of the budget, 98.4% of it).
+
     Args:
         peak_learning_rate: float > 0, the rate at the end of warm-up.
         warmup_steps: int >= 1, the length of the warm-up.
         total_steps: int > `warmup_steps`, the step where decay ends.
         final_learning_rate: float >= 0, the floor. Defaults to `0.0`.
+        time_progress: optional scalar float variable, as above. It is
+            read inside the compiled train step, so changing it needs no
+            retracing. It is not part of `get_config`: a schedule rebuilt
+            from its config follows the step count alone.
 
     >>> schedule = WarmupCosineSchedule(1e-3, 10, 110)
     >>> [round(float(schedule(s)), 6) for s in (4, 9, 59, 109)]
@@ -96,6 +108,7 @@ class WarmupCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
         warmup_steps,
         total_steps,
         final_learning_rate=0.0,
+        time_progress=None,
     ):
         _check("peak_learning_rate", peak_learning_rate, 0.0)
         _check("warmup_steps", warmup_steps, 1, integer=True)
@@ -105,6 +118,7 @@ class WarmupCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.warmup_steps = warmup_steps
         self.total_steps = total_steps
         self.final_learning_rate = final_learning_rate
+        self.time_progress = time_progress
 
     def __call__(self, step):
         s = ops.cast(step, "float32") + 1.0
@@ -112,6 +126,11 @@ class WarmupCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
         peak = self.peak_learning_rate
         floor = self.final_learning_rate
         progress = ops.clip((s - w) / float(self.total_steps - w), 0.0, 1.0)
+        if self.time_progress is not None:
+            used = ops.cast(
+                ops.convert_to_tensor(self.time_progress), "float32"
+            )
+            progress = ops.maximum(progress, ops.clip(used, 0.0, 1.0))
         cosine = floor + (peak - floor) * 0.5 * (
             1.0 + ops.cos(math.pi * progress)
         )
@@ -129,16 +148,34 @@ class WarmupCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
 SCHEDULES = ("inverse_sqrt", "cosine", "constant")
 
 
-def make_schedule(name, peak_learning_rate, warmup_steps, total_steps=None):
+def make_schedule(
+    name,
+    peak_learning_rate,
+    warmup_steps,
+    total_steps=None,
+    final_learning_rate=0.0,
+    time_progress=None,
+):
     """Returns the schedule called `name` (one of `SCHEDULES`).
 
     `"constant"` returns the float `peak_learning_rate` itself.
+    `final_learning_rate` and `time_progress` are those of
+    `WarmupCosineSchedule`; only `"cosine"` takes a `time_progress`.
     """
+    if time_progress is not None and name != "cosine":
+        raise ValueError(
+            "Argument `time_progress` needs name='cosine'. "
+            f"Received: name={name!r}"
+        )
     if name == "inverse_sqrt":
         return InverseSqrtSchedule(peak_learning_rate, warmup_steps)
     if name == "cosine":
         return WarmupCosineSchedule(
-            peak_learning_rate, warmup_steps, total_steps
+            peak_learning_rate,
+            warmup_steps,
+            total_steps,
+            final_learning_rate=final_learning_rate,
+            time_progress=time_progress,
         )
     if name == "constant":
         return float(peak_learning_rate)

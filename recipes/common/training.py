@@ -25,6 +25,7 @@ import time
 
 import keras
 
+from recipes.common.config import ConfigError
 from recipes.common.files import TEMP_PREFIX, atomic_write_text, default_mode
 
 logger = logging.getLogger(__name__)
@@ -49,24 +50,36 @@ class TimeLimit(keras.callbacks.Callback):
     minutes of training however often the run was restarted; the work
     lost after the last backup is not counted, because it is done again.
 
+    With a `progress` variable, the share of `max_seconds` used so far is
+    written into it before every step, for a schedule that decays over
+    the time budget (`WarmupCosineSchedule(time_progress=...)`).
+
     Args:
         max_seconds: float > 0, or None for no limit.
         state_dir: folder for the clock's state, or None to start from
             zero on every call of `fit`.
+        progress: optional scalar float variable, as above; needs a
+            `max_seconds`.
     """
 
     STATE_FILE = "time_limit.json"
     # A class attribute, so that tests can run the clock by hand.
     _clock = staticmethod(time.monotonic)
 
-    def __init__(self, max_seconds, state_dir=None):
+    def __init__(self, max_seconds, state_dir=None, progress=None):
         super().__init__()
         if max_seconds is not None and max_seconds <= 0:
             raise ValueError(
                 "Argument `max_seconds` must be None or > 0. "
                 f"Received: max_seconds={max_seconds!r}"
             )
+        if progress is not None and max_seconds is None:
+            raise ValueError(
+                "Argument `progress` needs a time limit. "
+                "Received: max_seconds=None"
+            )
         self.max_seconds = max_seconds
+        self.progress = progress
         self.state_path = (
             None
             if state_dir is None
@@ -116,6 +129,10 @@ class TimeLimit(keras.callbacks.Callback):
             return
         self._recorded[str(epoch + 1)] = round(self.seconds, 3)
         atomic_write_text(self.state_path, json.dumps(self._recorded) + "\n")
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.progress is not None:
+            self.progress.assign(min(self.seconds / self.max_seconds, 1.0))
 
     def on_train_batch_end(self, batch, logs=None):
         if self.max_seconds is None:
@@ -170,19 +187,66 @@ class StepCounter(keras.callbacks.Callback):
         self.steps = int(self.model.optimizer.iterations.numpy())
 
 
+def check_decay_by_time(config, strategy_name="default"):
+    """Raises `ConfigError` if config key `decay_by_time` cannot apply.
+
+    `decay_by_time` asks for a cosine decay that ends when
+    `max_train_seconds` runs out, if that comes before the last step. It
+    needs the cosine schedule and a time limit, and not `multi_worker`,
+    where every worker would read its own clock and so apply its own
+    learning rate.
+    """
+    if not config["decay_by_time"]:
+        return
+    problems = {
+        "schedule": (config["schedule"] != "cosine", "'cosine'"),
+        "max_train_seconds": (
+            not config["max_train_seconds"],
+            "a time limit > 0",
+        ),
+        "strategy": (
+            strategy_name == "multi_worker",
+            "'default' or 'mirrored' (workers' clocks differ)",
+        ),
+    }
+    for key, (bad, expected) in problems.items():
+        if bad:
+            value = strategy_name if key == "strategy" else config[key]
+            raise ConfigError(
+                f"Config key `decay_by_time` needs `{key}` {expected}. "
+                f"Received: {key}={value!r}"
+            )
+
+
+def time_progress_variable(config, strategy_name="default"):
+    """The variable through which the time limit drives the decay, or None.
+
+    None unless config key `decay_by_time` is set (see
+    `check_decay_by_time`, which this calls). Create it under the
+    strategy's scope, with the model.
+    """
+    check_decay_by_time(config, strategy_name)
+    if not config["decay_by_time"]:
+        return None
+    return keras.Variable(
+        0.0, dtype="float32", trainable=False, name="time_budget_used"
+    )
+
+
 def make_callbacks(
     run_dir,
     is_chief=True,
     worker_index=0,
     max_seconds=None,
     tensorboard=True,
+    time_progress=None,
 ):
     """The standard callbacks of a recipe run.
 
     BackupAndRestore (every epoch), TensorBoard (chief only), the time
     limit and a `StepCounter`. Non-chief workers of a multi-worker run
     back up into `backup_worker_<i>` so that workers never write the same
-    file.
+    file. `time_progress` is the variable of `time_progress_variable`.
 
     Returns:
         `(callbacks, time_limit, step_counter)`.
@@ -193,7 +257,9 @@ def make_callbacks(
         # Beside, not inside, the chief's folder, which the chief deletes
         # when it finishes.
         backup = run_dir / f"{BACKUP_DIR}_worker_{worker_index}"
-    time_limit = TimeLimit(max_seconds, state_dir=backup)
+    time_limit = TimeLimit(
+        max_seconds, state_dir=backup, progress=time_progress
+    )
     counter = StepCounter()
     callbacks = [
         keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch"),

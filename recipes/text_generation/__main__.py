@@ -39,6 +39,9 @@ KEY_HELP = {
     "learning_rate": "peak learning rate",
     "max_steps": "optimizer steps",
     "max_train_seconds": "stop training after this time (0: no limit)",
+    "decay_by_time": (
+        "end the cosine decay when max_train_seconds runs out, if sooner"
+    ),
     "residual": "residual variant: pre, post, sandwich, deepnorm, rezero",
 }
 

@@ -44,6 +44,9 @@ DEFAULTS = {
     "steps_per_epoch": 200,
     "validation_steps": 20,
     "max_train_seconds": 0.0,
+    # End the cosine decay when max_train_seconds runs out, if that comes
+    # before max_steps.
+    "decay_by_time": False,
     "seed": 1,
     # Generation: new tokens per compiled chunk (the cache covers
     # `context_length` positions: a window of `context_length -

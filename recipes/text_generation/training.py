@@ -25,7 +25,7 @@ from recipes.common import training as harness
 from recipes.common.config import ConfigError, load_config_file, save_config
 from recipes.common.files import atomic_write_text
 from recipes.common.losses import MaskedSparseCrossentropy
-from recipes.common.schedules import WarmupCosineSchedule, make_schedule
+from recipes.common.schedules import make_schedule
 from recipes.text_generation import data
 from recipes.text_generation.config import DEFAULTS, check_config
 from recipes.text_generation.rnn_lm import RNNLM
@@ -71,19 +71,16 @@ def build_model(config, vocabulary_size):
     return model
 
 
-def compile_model(model, config):
+def compile_model(model, config, time_progress=None):
     warmup = max(1, config["warmup_steps"])
-    if config["schedule"] == "cosine":
-        rate = WarmupCosineSchedule(
-            config["learning_rate"],
-            warmup,
-            max(config["max_steps"], warmup + 1),
-            final_learning_rate=config["final_learning_rate"],
-        )
-    else:
-        rate = make_schedule(
-            config["schedule"], config["learning_rate"], warmup
-        )
+    rate = make_schedule(
+        config["schedule"],
+        config["learning_rate"],
+        warmup,
+        max(config["max_steps"], warmup + 1),
+        final_learning_rate=config["final_learning_rate"],
+        time_progress=time_progress,
+    )
     optimizer = keras.optimizers.AdamW(
         rate,
         weight_decay=config["weight_decay"],
@@ -145,6 +142,7 @@ def train(config, run_dir, overwrite=False):
     unfinished one resumes if its configuration equals `config`.
     """
     check_config(config)
+    harness.check_decay_by_time(config)
     run_dir = pathlib.Path(run_dir)
     check_run_dir(run_dir, config, overwrite)
     if overwrite:
@@ -161,7 +159,8 @@ def train(config, run_dir, overwrite=False):
     save_config(config, run_dir / CONFIG_FILE)
 
     model = build_model(config, vocabulary.size)
-    compile_model(model, config)
+    time_progress = harness.time_progress_variable(config)
+    compile_model(model, config, time_progress)
     logger.info("Model: %d parameters.", model.count_params())
     context = config["context_length"]
     train_ids = data.encode(vocabulary, train_text)
@@ -181,6 +180,7 @@ def train(config, run_dir, overwrite=False):
     callbacks, time_limit, counter = harness.make_callbacks(
         run_dir,
         max_seconds=config["max_train_seconds"] or None,
+        time_progress=time_progress,
     )
     epochs = math.ceil(config["max_steps"] / config["steps_per_epoch"])
     _, seconds = harness.fit(

@@ -68,6 +68,9 @@ DEFAULTS = {
     "steps_per_epoch": 500,
     # Stop after this many seconds of training (None: no limit).
     "max_train_seconds": None,
+    # End the cosine decay when max_train_seconds runs out, if that comes
+    # before train_steps.
+    "decay_by_time": False,
     "validation_steps": 20,
     "jit_compile": True,
     "seed": 1234,
@@ -99,6 +102,9 @@ KEY_HELP = {
     "train_steps": "optimizer steps for one replica",
     "steps_per_epoch": "steps between backups (one Keras epoch)",
     "max_train_seconds": "stop training after this many seconds",
+    "decay_by_time": (
+        "end the cosine decay when max_train_seconds runs out, if sooner"
+    ),
     "strategy": "distribution: default, mirrored or multi_worker",
     "jit_compile": "compile training and search with XLA",
     "beam_size": "beam width (1: greedy search)",

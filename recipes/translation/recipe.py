@@ -110,14 +110,19 @@ def build_model(config, source_vocabulary_size, target_vocabulary_size):
     return model
 
 
-def compile_model(model, config, learning_rate, steps):
+def compile_model(model, config, learning_rate, steps, time_progress=None):
     """Compiles `model` with the configured optimizer, loss and schedule.
 
     `learning_rate` and `steps` (`{"warmup", "total"}`) are already scaled
-    to the number of replicas.
+    to the number of replicas; `time_progress` is the variable of
+    `training.time_progress_variable`.
     """
     schedule = schedules.make_schedule(
-        config["schedule"], learning_rate, steps["warmup"], steps["total"]
+        config["schedule"],
+        learning_rate,
+        steps["warmup"],
+        steps["total"],
+        time_progress=time_progress,
     )
     optimizer = keras.optimizers.AdamW(
         learning_rate=schedule,
@@ -195,6 +200,7 @@ def train(config, run_dir, overwrite=False, callbacks=(), verbose="auto"):
     worker_index, is_chief = distribute.worker_info()
     run_dir = pathlib.Path(run_dir)
     check_search_settings(config)
+    training.check_decay_by_time(config, config["strategy"])
     check_run_dir(run_dir, config, overwrite)
     if overwrite and is_chief:
         clear_run_dir(run_dir)
@@ -263,13 +269,17 @@ def train(config, run_dir, overwrite=False, callbacks=(), verbose="auto"):
 
     with strategy.scope():
         model = build_model(config, len(source_vocab), len(target_vocab))
-        compile_model(model, config, learning_rate, steps)
+        time_progress = training.time_progress_variable(
+            config, config["strategy"]
+        )
+        compile_model(model, config, learning_rate, steps, time_progress)
     standard, time_limit, counter = training.make_callbacks(
         run_dir,
         is_chief=is_chief,
         worker_index=worker_index,
         max_seconds=config["max_train_seconds"],
         tensorboard=config["tensorboard"],
+        time_progress=time_progress,
     )
     history, seconds = training.fit(
         model,
