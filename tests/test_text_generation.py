@@ -351,6 +351,19 @@ def test_cli_help():
     assert stop.value.code == 0
 
 
+@pytest.mark.parametrize("flag", ["--run-dir", "--output-dir"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "generate", "export"])
+def test_cli_run_directory_takes_either_name(command, flag):
+    # The translation recipe says --output-dir everywhere; both recipes
+    # accept both names for the run directory.
+    argv = [command, flag, "runs/x"]
+    if command == "export":
+        argv += ["--export-dir", "runs/x/saved_model"]
+    args = cli_main.make_parser().parse_args(argv)
+    run_dir = args.output_dir if command == "train" else args.run_dir
+    assert run_dir == "runs/x"
+
+
 # Export.
 
 RELOAD = """

@@ -228,6 +228,16 @@ def test_missing_run_files_are_named(trained, tmp_path):
         recipe.Translator.from_run_dir(run_dir)
 
 
+@pytest.mark.parametrize("flag", ["--output-dir", "--run-dir"])
+@pytest.mark.parametrize(
+    "command", ["train", "evaluate", "translate", "export"]
+)
+def test_cli_run_directory_takes_either_name(command, flag):
+    # The text-generation recipe says --run-dir; both names work here too.
+    args = cli_main._parser().parse_args([command, flag, "runs/x"])
+    assert args.output_dir == "runs/x"
+
+
 def test_cli_errors_name_file_or_key(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{oops", encoding="utf-8")

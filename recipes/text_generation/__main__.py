@@ -46,6 +46,14 @@ KEY_HELP = {
 }
 
 
+# The translation recipe names the run directory --output-dir for every
+# command; both names work in both recipes.
+RUN_DIR_FLAGS = ("--run-dir", "--output-dir")
+RUN_DIR_OPTIONS = dict(
+    dest="run_dir", required=True, help="run directory written by train"
+)
+
+
 def make_parser():
     parser = cli.make_parser(
         "python -m recipes.text_generation", __doc__.split("\n\n")[0]
@@ -54,7 +62,9 @@ def make_parser():
 
     train = commands.add_parser("train", help="train or resume a model")
     cli.add_config_arguments(train, DEFAULTS, DEFAULT_CONFIG, KEY_HELP)
-    train.add_argument("--output-dir", required=True, help="run directory")
+    train.add_argument(
+        "--output-dir", "--run-dir", required=True, help="run directory"
+    )
     train.add_argument(
         "--overwrite",
         action="store_true",
@@ -62,10 +72,10 @@ def make_parser():
     )
 
     evaluate = commands.add_parser("evaluate", help="validation loss")
-    evaluate.add_argument("--run-dir", required=True)
+    evaluate.add_argument(*RUN_DIR_FLAGS, **RUN_DIR_OPTIONS)
 
     generate = commands.add_parser("generate", help="stream generated text")
-    generate.add_argument("--run-dir", required=True)
+    generate.add_argument(*RUN_DIR_FLAGS, **RUN_DIR_OPTIONS)
     generate.add_argument("--prompt", default="", help="may be empty")
     generate.add_argument("--num-new-tokens", type=int, default=500)
     generate.add_argument(
@@ -83,7 +93,7 @@ def make_parser():
     )
 
     export = commands.add_parser("export", help="write a SavedModel")
-    export.add_argument("--run-dir", required=True)
+    export.add_argument(*RUN_DIR_FLAGS, **RUN_DIR_OPTIONS)
     export.add_argument("--export-dir", required=True)
     export.add_argument("--overwrite", action="store_true")
     return parser

@@ -37,6 +37,7 @@ def default_run_dir(config_name):
 def _add_run_arguments(parser, for_training):
     parser.add_argument(
         "--output-dir",
+        "--run-dir",
         default=None,
         help=(
             "run directory: where train writes config.json, vocab*.txt, "
