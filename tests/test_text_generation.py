@@ -167,6 +167,22 @@ def test_loss_falls_and_report(trained_run):
     )
 
 
+@needs_data
+def test_evaluate_keeps_the_training_figures(trained_run):
+    trained = trained_run["report"]
+    report = training.evaluate(trained_run["dir"])
+    saved = json.loads((trained_run["dir"] / "report.json").read_text())
+    assert saved == report
+    for key in ("train_seconds", "train_seconds_total", "steps", "parameters"):
+        assert report[key] == trained[key]
+    # The same weights on the same text: the same loss.
+    np.testing.assert_allclose(
+        report["val_loss_nats_per_char"],
+        trained["val_loss_nats_per_char"],
+        atol=1e-4,
+    )
+
+
 # Generation.
 
 

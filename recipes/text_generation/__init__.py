@@ -12,6 +12,6 @@ Modules:
 - `data`: text loading, the 90/10 split and the window datasets.
 - `transformer_lm`, `rnn_lm`: the two model families with a cached step.
 - `generation`: the compiled chunk decoder and the streaming loop.
-- `training`, `evaluation`, `export`: the sub-commands.
-- `harness`: generic training pieces meant for `recipes/common`.
+- `training`: the `train` and `evaluate` commands, loading a run.
+- `export`: the SavedModel with a `generate` signature.
 """

@@ -1,4 +1,4 @@
-"""Command line: `python -m recipes.text_generation COMMAND --help`.
+r"""Command line: `python -m recipes.text_generation COMMAND --help`.
 
 ```
 train     train (or resume) a language model into --output-dir
@@ -19,10 +19,11 @@ python -m recipes.text_generation export --run-dir runs/lm \
 ```
 
 `generate` prints the text chunk by chunk as it is decoded (each chunk is
-one compiled call of `--chunk-length` tokens, set in the configuration).
+one compiled call of `chunk_length` tokens, a configuration key).
 """
 
 import json
+import os
 import sys
 
 from recipes.common import cli
@@ -37,10 +38,14 @@ KEY_HELP = {
     "context_length": "tokens of context",
     "batch_size": "training batch size",
     "learning_rate": "peak learning rate",
+    "schedule": "learning-rate schedule: cosine, inverse_sqrt or constant",
+    "warmup_steps": "linear warm-up steps of the schedule",
+    "dropout": "dropout rate of the model",
     "max_steps": "optimizer steps",
     "max_train_seconds": "stop training after this time (0: no limit)",
     "decay_by_time": (
-        "end the cosine decay when max_train_seconds runs out, if sooner"
+        "end the cosine decay when max_train_seconds runs out, if sooner; "
+        "needs schedule cosine and a time limit"
     ),
     "residual": "residual variant: pre, post, sandwich, deepnorm, rezero",
 }
@@ -50,17 +55,31 @@ KEY_HELP = {
 # command; both names work in both recipes.
 RUN_DIR_FLAGS = ("--run-dir", "--output-dir")
 RUN_DIR_OPTIONS = dict(
-    dest="run_dir", required=True, help="run directory written by train"
+    dest="run_dir",
+    required=True,
+    help="run directory written by train",
 )
 
 
 def make_parser():
+    # The module docstring (command list and examples), without its
+    # Markdown fences.
     parser = cli.make_parser(
-        "python -m recipes.text_generation", __doc__.split("\n\n")[0]
+        "python -m recipes.text_generation", __doc__.replace("```\n", "")
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train or resume a model")
+    train = commands.add_parser(
+        "train",
+        help="train or resume a model",
+        description=(
+            "Train a language model with model.fit (XLA, warm-up schedule, "
+            "BackupAndRestore, TensorBoard) and write config.json, "
+            "vocabulary.json, model.weights.h5, backup/, logs/ and "
+            "report.json into the run directory. Running it again on an "
+            "unfinished run directory resumes at the last finished epoch."
+        ),
+    )
     cli.add_config_arguments(train, DEFAULTS, DEFAULT_CONFIG, KEY_HELP)
     train.add_argument(
         "--output-dir", "--run-dir", required=True, help="run directory"
@@ -71,31 +90,99 @@ def make_parser():
         help="replace a finished run in --output-dir",
     )
 
-    evaluate = commands.add_parser("evaluate", help="validation loss")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="validation loss",
+        description=(
+            "Validation loss in nats per character (and bits, perplexity) "
+            "on the whole validation split; updates report.json."
+        ),
+    )
     evaluate.add_argument(*RUN_DIR_FLAGS, **RUN_DIR_OPTIONS)
 
-    generate = commands.add_parser("generate", help="stream generated text")
+    generate = commands.add_parser(
+        "generate",
+        help="stream generated text",
+        description=(
+            "Continue a prompt, printing each chunk of chunk_length tokens "
+            "(a configuration key) as it is decoded. Each chunk starts "
+            "from the last context_length - chunk_length tokens; beam "
+            "search keeps the best beam of each chunk."
+        ),
+    )
     generate.add_argument(*RUN_DIR_FLAGS, **RUN_DIR_OPTIONS)
-    generate.add_argument("--prompt", default="", help="may be empty")
-    generate.add_argument("--num-new-tokens", type=int, default=500)
     generate.add_argument(
-        "--method", choices=generation.METHODS, default="sample"
+        "--prompt",
+        default="",
+        help="text to continue; empty starts from the start token",
     )
     generate.add_argument(
-        "--temperature", type=float, default=1.0, help="0 means greedy"
+        "--num-new-tokens",
+        type=int,
+        default=500,
+        help="tokens to generate (default: 500)",
     )
-    generate.add_argument("--top-k", type=int, default=None)
-    generate.add_argument("--top-p", type=float, default=None)
-    generate.add_argument("--beam-size", type=int, default=4)
-    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument(
+        "--method",
+        choices=generation.METHODS,
+        default="sample",
+        help="decoding method (default: sample)",
+    )
+    generate.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="sampling temperature; 0 means greedy (default: 1.0)",
+    )
+    generate.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="sample from the k most likely tokens (sample only)",
+    )
+    generate.add_argument(
+        "--top-p",
+        type=float,
+        default=None,
+        help="nucleus sampling mass in (0, 1] (sample only)",
+    )
+    generate.add_argument(
+        "--beam-size",
+        type=int,
+        default=4,
+        help="beam width of --method beam (default: 4)",
+    )
+    generate.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of sampling; the same seed gives the same text (default: 0)",
+    )
     generate.add_argument(
         "--no-stream", action="store_true", help="print once at the end"
     )
 
-    export = commands.add_parser("export", help="write a SavedModel")
+    export = commands.add_parser(
+        "export",
+        help="write a SavedModel",
+        description=(
+            "Write a SavedModel with a `generate` signature (prompts, "
+            "num_new_tokens, temperature, seed -> text) that samples, or "
+            "decodes greedily at temperature 0. It loads with TensorFlow "
+            "alone."
+        ),
+    )
     export.add_argument(*RUN_DIR_FLAGS, **RUN_DIR_OPTIONS)
-    export.add_argument("--export-dir", required=True)
-    export.add_argument("--overwrite", action="store_true")
+    export.add_argument(
+        "--export-dir",
+        default=None,
+        help="where to write the SavedModel (default: <run dir>/export)",
+    )
+    export.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier export (never replaced otherwise)",
+    )
     return parser
 
 
@@ -154,11 +241,12 @@ def main(argv=None):
         from recipes.common.files import check_can_replace
         from recipes.text_generation import export, training
 
+        export_dir = args.export_dir or os.path.join(args.run_dir, "export")
         # Before the slow model load, so a refusal comes at once.
-        check_can_replace(args.export_dir, args.overwrite, export.MARKER)
+        check_can_replace(export_dir, args.overwrite, export.MARKER)
         config, vocabulary, model = training.load_run(args.run_dir)
         path = export.export(
-            model, vocabulary, config, args.export_dir, args.overwrite
+            model, vocabulary, config, export_dir, args.overwrite
         )
         print(f"SavedModel written to {path}")
     return 0

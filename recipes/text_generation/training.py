@@ -265,10 +265,28 @@ def load_run(run_dir):
     return config, vocabulary, model
 
 
+def read_report(path):
+    """The report at `path`, or `{}` when there is none or it is corrupt."""
+    try:
+        report = json.loads(pathlib.Path(path).read_text("utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        logger.warning("Replacing the unreadable report %s (%s).", path, error)
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
 def evaluate(run_dir):
-    """Evaluates a trained run on its validation split; writes the report."""
+    """Evaluates a trained run on its validation split; updates the report.
+
+    The training figures `train` wrote (time, steps, parameters) stay in
+    the report; only the evaluation keys are replaced.
+    """
     config, vocabulary, model = load_run(run_dir)
     _, val_text = data.split_corpus(data.load_corpus(config), config)
-    report = evaluate_model(model, vocabulary, val_text, config)
-    write_report(report, pathlib.Path(run_dir) / REPORT_FILE)
+    path = pathlib.Path(run_dir) / REPORT_FILE
+    report = {**read_report(path)}
+    report.update(evaluate_model(model, vocabulary, val_text, config))
+    write_report(report, path)
     return report
