@@ -246,12 +246,43 @@ def test_cli_errors_name_file_or_key(tmp_path, capsys):
         (["train", "--config", str(bad)], "bad.json"),
         (["train", "--set", "no_such_key=1"], "no_such_key"),
         (["evaluate", "--output-dir", str(tmp_path / "gone")], "gone"),
+        # Neither is checked late, after the data and vocabulary are built.
+        (
+            ["train", "--reverse", "--train-corpus", "mine.tsv"],
+            "--reverse swaps the languages of the dataset",
+        ),
+        (
+            ["train", "--output-dir", str(tmp_path / "run")]
+            + ["--max-train-seconds", "-5"],
+            "`max_train_seconds` must be null or a number >= 0",
+        ),
     ]
     for argv, name in cases:
         assert cli_main.cli.run(cli_main.main, argv) == 2
         error = capsys.readouterr().err
         assert error.startswith("error: ") and name in error
     assert list(tmp_path.iterdir()) == [bad]
+
+
+def test_evaluate_help_lists_every_search_key(capsys):
+    with pytest.raises(SystemExit):
+        cli_main._parser().parse_args(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for key in recipe.SEARCH_KEYS:
+        assert key in text.split("--set KEY=VALUE")[-1]
+
+
+def test_time_limit_values():
+    for seconds in (None, 0, 0.5, 5400):
+        recipe.check_time_limit({"max_train_seconds": seconds})
+    for seconds in (-1, "1h", True):
+        with pytest.raises(configs.ConfigError) as info:
+            recipe.check_time_limit({"max_train_seconds": seconds})
+        assert str(info.value) == (
+            "Config key `max_train_seconds` must be null or a number >= 0 "
+            "(null or 0: no limit). Received: "
+            f"max_train_seconds={seconds!r}"
+        )
 
 
 def test_trained_run_allows_only_search_overrides(trained):

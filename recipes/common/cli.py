@@ -64,7 +64,7 @@ def add_config_arguments(parser, defaults, default_config, key_help):
     group = parser.add_argument_group("configuration values")
     for key, text in key_help.items():
         default = defaults[key]
-        kind = type(default) if default is not None else str
+        kind = type(default)
         if kind is bool:
             group.add_argument(
                 f"--{key.replace('_', '-')}",
@@ -78,7 +78,8 @@ def add_config_arguments(parser, defaults, default_config, key_help):
                 f"--{key.replace('_', '-')}",
                 dest=f"key_{key}",
                 type=str,
-                metavar=kind.__name__.upper(),
+                # A key without a default takes any JSON value (null too).
+                metavar="VALUE" if default is None else kind.__name__.upper(),
                 help=f"{text} (config key `{key}`)",
             )
 
@@ -138,7 +139,10 @@ def run(main, argv=None, interrupted_note=INTERRUPTED_NOTE):
 
 
 def make_parser(prog, description):
-    """An `ArgumentParser` that shows defaults and keeps line breaks."""
+    """An `ArgumentParser` that keeps the line breaks of `description`.
+
+    Defaults are written into each flag's help by hand, where they help.
+    """
     return argparse.ArgumentParser(
         prog=prog,
         description=description,

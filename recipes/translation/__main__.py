@@ -15,6 +15,7 @@ import pathlib
 import sys
 
 from recipes.common import cli, files
+from recipes.common.config import ConfigError
 from recipes.translation.config import DEFAULT_CONFIG, DEFAULTS, KEY_HELP
 
 DESCRIPTION = """\
@@ -102,7 +103,11 @@ def _parser():
         "--batch-lines",
         type=int,
         default=16,
-        help="translate this many lines at a time (default: 16)",
+        help=(
+            "translate this many lines at a time (default: 16); each "
+            "call is padded to a multiple of eval_batch_size rows, the "
+            "one batch shape the compiled search is built for"
+        ),
     )
     export = commands.add_parser(
         "export",
@@ -140,7 +145,12 @@ def _parser():
             action="append",
             default=[],
             metavar="KEY=VALUE",
-            help="override a search setting, e.g. beam_size=1",
+            help=(
+                "override a search or test setting: beam_size, "
+                "length_penalty, max_decode_length, eval_batch_size, "
+                "bucket_lengths, jit_compile, test_corpus, test_split or "
+                "max_eval_examples (e.g. test_corpus=mine.tsv)"
+            ),
         )
         sub.add_argument(
             "--beam-size",
@@ -159,6 +169,15 @@ def _train(args):
     from recipes.translation import recipe
 
     config = cli.config_from_args(args, DEFAULTS)
+    corpora = [k for k in ("train_corpus", "valid_corpus") if config[k]]
+    if args.reverse and corpora:
+        # A user corpus has no language names to swap; doing nothing
+        # would train the direction the user asked not to.
+        raise ConfigError(
+            "--reverse swaps the languages of the dataset, not of your own "
+            f"corpus ({', '.join(corpora)} is set): swap the two files or "
+            "the TSV columns instead."
+        )
     if args.reverse:
         config["source_lang"], config["target_lang"] = (
             config["target_lang"],

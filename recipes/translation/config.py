@@ -99,11 +99,16 @@ KEY_HELP = {
     "model": "model family: transformer or rnn",
     "batch_size": "batch size per replica",
     "learning_rate": "peak learning rate for one replica",
+    "schedule": "learning-rate schedule: inverse_sqrt, cosine or constant",
+    "warmup_steps": "linear warm-up steps of the schedule",
     "train_steps": "optimizer steps for one replica",
     "steps_per_epoch": "steps between backups (one Keras epoch)",
-    "max_train_seconds": "stop training after this many seconds",
+    "max_train_seconds": (
+        "stop training after this many seconds (null or 0: no limit)"
+    ),
     "decay_by_time": (
-        "end the cosine decay when max_train_seconds runs out, if sooner"
+        "end the cosine decay when max_train_seconds runs out, if sooner; "
+        "needs schedule cosine and a time limit"
     ),
     "strategy": "distribution: default, mirrored or multi_worker",
     "jit_compile": "compile training and search with XLA",

@@ -41,6 +41,17 @@ def load_pairs(config, split):
                 "Config key `dataset` must be 'multi30k' (or give "
                 f"`{split}_corpus`). Received: dataset={config['dataset']!r}"
             )
+        if config["train_corpus"] is not None:
+            # Legitimate for an English-German corpus, a surprise otherwise.
+            logger.warning(
+                "No %s_corpus given: the %s split of Multi30k %s-%s is used "
+                "with the training corpus %s.",
+                split,
+                config[f"{split}_split"],
+                config["source_lang"],
+                config["target_lang"],
+                config["train_corpus"],
+            )
         sources, targets = skipseq_data.load_multi30k(
             config[f"{split}_split"],
             src_lang=config["source_lang"],

@@ -9,6 +9,7 @@ translates strings; `evaluate` scores it with sacrebleu.
 
 import json
 import logging
+import numbers
 import pathlib
 import shutil
 import tempfile
@@ -44,6 +45,22 @@ SEARCH_KEYS = (
     "test_split",
     "max_eval_examples",
 )
+
+
+def check_time_limit(config):
+    """Raises `ConfigError` unless `max_train_seconds` is a usable limit."""
+    seconds = config["max_train_seconds"]
+    if seconds is None:
+        return
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, numbers.Real)
+        or seconds < 0
+    ):
+        raise configs.ConfigError(
+            "Config key `max_train_seconds` must be null or a number >= 0 "
+            f"(null or 0: no limit). Received: max_train_seconds={seconds!r}"
+        )
 
 
 def check_search_settings(config):
@@ -200,6 +217,7 @@ def train(config, run_dir, overwrite=False, callbacks=(), verbose="auto"):
     worker_index, is_chief = distribute.worker_info()
     run_dir = pathlib.Path(run_dir)
     check_search_settings(config)
+    check_time_limit(config)
     training.check_decay_by_time(config, config["strategy"])
     check_run_dir(run_dir, config, overwrite)
     if overwrite and is_chief:
@@ -277,7 +295,7 @@ def train(config, run_dir, overwrite=False, callbacks=(), verbose="auto"):
         run_dir,
         is_chief=is_chief,
         worker_index=worker_index,
-        max_seconds=config["max_train_seconds"],
+        max_seconds=config["max_train_seconds"] or None,
         tensorboard=config["tensorboard"],
         time_progress=time_progress,
     )
