@@ -50,7 +50,11 @@ def _add_run_arguments(parser, for_training):
         parser.add_argument(
             "--reverse",
             action="store_true",
-            help="swap source and target languages (German to English)",
+            help=(
+                "swap the dataset's source and target languages (German to "
+                "English); give an --output-dir other than the forward "
+                "run's, as both default to runs/translation/<config name>"
+            ),
         )
         parser.add_argument(
             "--overwrite",
