@@ -167,6 +167,43 @@ def test_loss_falls_and_report(trained_run):
     )
 
 
+def test_ema_momentum_makes_final_weights_the_moving_average():
+    """With `ema_momentum` m, `fit` ends with a_N, where a_1 = w_1 and
+    a_k = m a_(k-1) + (1 - m) w_k over the weights w_k after each step."""
+    import keras
+
+    momentum, steps = 0.8, 6
+    config = {**DEFAULTS, **TINY, "ema_momentum": momentum}
+    keras.utils.set_random_seed(0)
+    model = training.build_model(config, 12)
+    training.compile_model(model, config)
+    rng = np.random.default_rng(0)
+    shape = (steps * config["batch_size"], config["context_length"])
+    inputs = rng.integers(1, 12, shape).astype("int32")
+    targets = rng.integers(1, 12, shape).astype("int32")
+    seen = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: seen.append(
+            [v.numpy().copy() for v in model.trainable_variables]
+        )
+    )
+    model.fit(
+        inputs, targets, batch_size=config["batch_size"], epochs=1,
+        shuffle=False, callbacks=[record], verbose=0,
+    )
+    assert len(seen) == steps
+    expected = seen[0]
+    for weights in seen[1:]:
+        expected = [momentum * a + (1 - momentum) * w
+                    for a, w in zip(expected, weights)]
+    # The last raw weights differ from their average, so the check bites.
+    assert not np.allclose(seen[-1][0], expected[0], atol=1e-4)
+    for variable, average in zip(model.trainable_variables, expected):
+        np.testing.assert_allclose(variable.numpy(), average, atol=1e-5)
+    with pytest.raises(ConfigError, match="`ema_momentum` must be in"):
+        check_config({**DEFAULTS, "ema_momentum": 1.0})
+
+
 @needs_data
 def test_evaluate_keeps_the_training_figures(trained_run):
     trained = trained_run["report"]

@@ -41,6 +41,10 @@ KEY_HELP = {
     "schedule": "learning-rate schedule: cosine, inverse_sqrt or constant",
     "warmup_steps": "linear warm-up steps of the schedule",
     "dropout": "dropout rate of the model",
+    "ema_momentum": (
+        "keep an exponential moving average of the weights with this "
+        "momentum and end with it (0: the last weights)"
+    ),
     "max_steps": "optimizer steps",
     "max_train_seconds": "stop training after this time (0: no limit)",
     "decay_by_time": (

@@ -40,6 +40,10 @@ DEFAULTS = {
     "warmup_steps": 100,
     "weight_decay": 0.1,
     "clipnorm": 1.0,
+    # When > 0, the final weights are an exponential moving average of the
+    # weights over training with this momentum (Keras' optimizer EMA,
+    # written into the model when `fit` ends); 0 keeps the last weights.
+    "ema_momentum": 0.0,
     "max_steps": 2000,
     "steps_per_epoch": 200,
     "validation_steps": 20,
@@ -82,6 +86,8 @@ def check_config(config):
             "between 1 and context_length - 2 "
             f"(= {config['context_length'] - 2})",
         )
+    if not 0 <= config["ema_momentum"] < 1:
+        fail("ema_momentum", "in [0, 1) (0 means no moving average)")
     if config["max_train_seconds"] < 0:
         fail("max_train_seconds", ">= 0 (0 means no limit)")
     return config

@@ -86,6 +86,8 @@ def compile_model(model, config, time_progress=None):
         weight_decay=config["weight_decay"],
         beta_2=0.99,
         clipnorm=config["clipnorm"] or None,
+        use_ema=config["ema_momentum"] > 0,
+        ema_momentum=config["ema_momentum"] or 0.99,
     )
     # Decay matrices only, as in GPT-2 and nanoGPT.
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
