@@ -118,6 +118,7 @@ def token_loop(
     end_token,
     pad_token,
     choose_fn,
+    return_state=False,
 ):
     """Feed one token per step and append the chosen next token.
 
@@ -126,6 +127,8 @@ def token_loop(
     Positions below a row's prompt length keep their prompt token; after a
     row has produced `end_token` it receives `pad_token`. The loop stops
     once every row has finished, so later positions keep `pad_token`.
+    With `return_state`, returns `(tokens, state)`: the state after the
+    last fed token (every position but the last when no row ended early).
     """
     batch = tf.shape(tokens)[0]
     # A batch of one row decodes as two (row 0 twice; the copy is dropped
@@ -167,10 +170,13 @@ def token_loop(
         return next_index, tokens, state, finished
 
     index = tf.constant(0, dtype="int32")
-    _, tokens, _, _ = tf.while_loop(
+    _, tokens, state, _ = tf.while_loop(
         cond,
         body,
         (index, tokens, state, finished),
         maximum_iterations=max_length - 1,
     )
+    if return_state:
+        state = tf.nest.map_structure(lambda tensor: tensor[:batch], state)
+        return tokens[:batch], state
     return tokens[:batch]

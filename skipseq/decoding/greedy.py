@@ -13,6 +13,7 @@ def greedy_search(
     end_token=None,
     pad_token=0,
     prompt_length=None,
+    return_state=False,
 ):
     """Decode by taking the arg-max token at every step.
 
@@ -37,9 +38,13 @@ def greedy_search(
         prompt_length: None (default: the whole width of `start_tokens`),
             an int, or an int tensor `(batch,)`: how many leading
             tokens of each row are forced.
+        return_state: bool, defaults to False. When True, also return
+            the state after the last fed token, for a caller that goes on
+            decoding from where this call stopped (an RNN's states).
 
     Returns:
-        int32 tensor `(batch, max_length)`.
+        int32 tensor `(batch, max_length)`, or `(tokens, state)` with
+        `return_state`.
 
     Example:
 
@@ -70,4 +75,5 @@ def greedy_search(
         end_token,
         pad_token,
         choose,
+        return_state=bool(return_state),
     )

@@ -124,6 +124,7 @@ def sample(
     seed=None,
     pad_token=0,
     prompt_length=None,
+    return_state=False,
 ):
     """Decode by drawing each token from the (filtered) softmax.
 
@@ -156,9 +157,11 @@ def sample(
         pad_token: int, defaults to 0. Fills positions after `end_token`.
         prompt_length: None (default: the whole width of `start_tokens`),
             an int, or an int tensor `(batch,)`.
+        return_state: bool, defaults to False; see `greedy_search`.
 
     Returns:
-        int32 tensor `(batch, max_length)`.
+        int32 tensor `(batch, max_length)`, or `(tokens, state)` with
+        `return_state`.
 
     Example:
 
@@ -198,4 +201,5 @@ def sample(
         end_token,
         pad_token,
         choose,
+        return_state=bool(return_state),
     )
