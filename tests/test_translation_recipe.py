@@ -23,6 +23,7 @@ from recipes.translation import data, export, models, recipe, search
 from recipes.translation.config import DEFAULTS
 from skipseq import data as skipseq_data
 from skipseq import decoding
+from tests.recipe_test_utils import StopAt
 
 TINY = "translation_tiny"
 ODD_INPUTS = [
@@ -165,18 +166,6 @@ def test_train_never_clobbers_a_finished_run(trained):
     with pytest.raises(FileExistsError, match="already holds a trained"):
         recipe.train(tiny_config(), run_dir)
     assert (run_dir / training.WEIGHTS_FILE).read_bytes() == before
-
-
-class StopAt(keras.callbacks.Callback):
-    """Raises after `steps` optimizer steps, like a killed job."""
-
-    def __init__(self, steps):
-        super().__init__()
-        self.steps = steps
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) >= self.steps:
-            raise KeyboardInterrupt("simulated interruption")
 
 
 def test_interrupted_run_resumes(trained, tmp_path):

@@ -20,12 +20,13 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 import tempfile
 import time
 
 import keras
 
-from recipes.common.config import ConfigError
+from recipes.common.config import ConfigError, load_config_file
 from recipes.common.files import TEMP_PREFIX, atomic_write_text, default_mode
 
 logger = logging.getLogger(__name__)
@@ -273,6 +274,45 @@ def make_callbacks(
             )
         )
     return callbacks, time_limit, counter
+
+
+def check_run_dir(run_dir, config, defaults, config_file, overwrite):
+    """Refuses to clobber a finished or different run in `run_dir`.
+
+    A run directory with a saved configuration (`config_file`) but no
+    final weights is an interrupted run: it resumes if that configuration
+    equals `config` (over the keys of `defaults`). One with final weights
+    is finished: it is replaced only with `overwrite`.
+    """
+    run_dir = pathlib.Path(run_dir)
+    if overwrite:
+        return
+    if (run_dir / WEIGHTS_FILE).exists():
+        raise FileExistsError(
+            f"'{run_dir}' already holds a trained model ({WEIGHTS_FILE}); "
+            "pass --overwrite or choose another --output-dir."
+        )
+    saved = run_dir / config_file
+    if saved.exists():
+        previous = load_config_file(saved, defaults)
+        changed = sorted(k for k in defaults if previous[k] != config[k])
+        if changed:
+            raise ConfigError(
+                f"'{run_dir}' holds an unfinished run with another "
+                f"configuration (keys {changed} differ from '{saved}'); "
+                "resume it with the same configuration, or pass "
+                "--overwrite or another --output-dir."
+            )
+
+
+def clear_run_dir(run_dir, file_names):
+    """Deletes what `train` writes in `run_dir`, and nothing else: the
+    final weights, the backup and logs folders and `file_names`."""
+    run_dir = pathlib.Path(run_dir)
+    for name in (WEIGHTS_FILE, *file_names):
+        (run_dir / name).unlink(missing_ok=True)
+    for name in (BACKUP_DIR, LOG_DIR):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
 def save_weights_atomically(model, path):

@@ -11,7 +11,6 @@ import json
 import logging
 import numbers
 import pathlib
-import shutil
 import tempfile
 import time
 
@@ -159,44 +158,13 @@ def compile_model(model, config, learning_rate, steps, time_progress=None):
     )
 
 
-def check_run_dir(run_dir, config, overwrite):
-    """Refuses to clobber a finished or different run in `run_dir`.
-
-    A run directory with a backup but no final weights is an interrupted
-    run: it resumes if its configuration equals `config`. One with final
-    weights is finished: it is replaced only with `overwrite`.
-    """
-    run_dir = pathlib.Path(run_dir)
-    saved = run_dir / CONFIG_FILE
-    finished = (run_dir / training.WEIGHTS_FILE).exists()
-    if finished and not overwrite:
-        raise FileExistsError(
-            f"'{run_dir}' already holds a trained model "
-            f"({training.WEIGHTS_FILE}); pass --overwrite or choose "
-            "another --output-dir."
-        )
-    if saved.exists() and not finished and not overwrite:
-        previous = configs.load_config_file(saved, DEFAULTS)
-        changed = sorted(k for k in DEFAULTS if previous[k] != config[k])
-        if changed:
-            raise configs.ConfigError(
-                f"'{run_dir}' holds an unfinished run with another "
-                f"configuration (keys {changed} differ from '{saved}'); "
-                "resume it with the same configuration, or pass "
-                "--overwrite or another --output-dir."
-            )
-
-
 def clear_run_dir(run_dir):
     """Deletes what `train` writes in `run_dir`, and nothing else."""
     run_dir = pathlib.Path(run_dir)
-    names = [training.WEIGHTS_FILE, REPORT_FILE, CONFIG_FILE, SUMMARY_FILE]
+    names = [REPORT_FILE, CONFIG_FILE, SUMMARY_FILE]
     names += [p.name for p in data.vocabulary_paths(run_dir, True)]
     names += [p.name for p in data.vocabulary_paths(run_dir, False)]
-    for name in names:
-        (run_dir / name).unlink(missing_ok=True)
-    for name in (training.BACKUP_DIR, training.LOG_DIR):
-        shutil.rmtree(run_dir / name, ignore_errors=True)
+    training.clear_run_dir(run_dir, names)
 
 
 def train(config, run_dir, overwrite=False, callbacks=(), verbose="auto"):
@@ -219,7 +187,7 @@ def train(config, run_dir, overwrite=False, callbacks=(), verbose="auto"):
     check_search_settings(config)
     check_time_limit(config)
     training.check_decay_by_time(config, config["strategy"])
-    check_run_dir(run_dir, config, overwrite)
+    training.check_run_dir(run_dir, config, DEFAULTS, CONFIG_FILE, overwrite)
     if overwrite and is_chief:
         clear_run_dir(run_dir)
     keras.utils.set_random_seed(config["seed"])
