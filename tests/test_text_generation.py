@@ -17,9 +17,17 @@ from recipes.text_generation import generation, training
 from recipes.text_generation.config import DEFAULTS, check_config
 from recipes.text_generation.export import export
 from recipes.text_generation.rnn_lm import RNNLM
+from recipes.text_generation.subword import SubwordVocabulary
 from recipes.text_generation.transformer_lm import TransformerLM
-from recipes.text_generation.vocabulary import BOS_ID, UNK_ID, Vocabulary
+from recipes.text_generation.vocabulary import (
+    BOS_ID,
+    UNK_ID,
+    Vocabulary,
+    build_vocabulary,
+    load_vocabulary,
+)
 from tests.layer_test_utils import assert_config_complete
+from tests.recipe_test_utils import StopAt
 
 DATA_DIR = pathlib.Path(os.environ.get("SKIPSEQ_DATA_DIR", "/nonexistent"))
 SHAKESPEARE = DATA_DIR / "tinyshakespeare" / "input.txt"
@@ -97,6 +105,20 @@ def uncached_greedy(model, prompt_ids, window, chunk_length, steps):
     return tokens[-steps:]
 
 
+def uncached_rnn_greedy(model, prompt_ids, window, steps):
+    """Arg-max decoding by running the RNN over the whole growing text.
+
+    Only the prompt is cut to its last `window` tokens, as the decoder's
+    first chunk does; after that the states see every generated token.
+    """
+    tokens = (list(prompt_ids) or [BOS_ID])[-window:]
+    for _ in range(steps):
+        logits = np.array(model(np.array([tokens]))[0, -1])
+        logits[[0, UNK_ID, BOS_ID]] = -np.inf
+        tokens.append(int(np.argmax(logits)))
+    return tokens[-steps:]
+
+
 def new_tokens(decoder, prompts, count, temperature=1.0, seed=0):
     chunks = generation.generate_ids(decoder, prompts, count, temperature, seed)
     return np.concatenate(list(chunks), axis=1)
@@ -120,7 +142,71 @@ def test_graph_encoder_matches_python(tmp_path):
         vocab.save(tmp_path / "v.json")
         again = Vocabulary.load(tmp_path / "v.json")
         assert again.tokens == vocab.tokens
-    assert Vocabulary(kind="byte").decode(Vocabulary(kind="byte").encode("zé"))
+    byte = Vocabulary(kind="byte")
+    assert byte.decode(byte.encode("zé")) == "zé"
+    graph_text = byte.graph_decoder()(np.array([byte.encode("zé")]))
+    assert graph_text.numpy()[0].decode("utf-8") == "zé"
+
+
+def test_byte_stream_decoder_joins_characters_cut_by_chunks():
+    vocab = Vocabulary(kind="byte")
+    ids = vocab.encode("né €!")
+    # Chunks of two ids cut both multi-byte characters.
+    whole = vocab.decode(ids)
+    decode = vocab.stream_decoder()
+    pieces = [decode(ids[i : i + 2]) for i in range(0, len(ids), 2)]
+    assert "".join(pieces) + decode([], final=True) == whole == "né €!"
+    assert "\ufffd" not in "".join(pieces)
+    # Each chunk decoded alone would lose them.
+    alone = "".join(vocab.decode(ids[i : i + 2]) for i in range(0, 7, 2))
+    assert alone != whole
+
+
+@pytest.fixture(scope="module")
+def subword_vocabulary():
+    if not SHAKESPEARE.is_file():
+        pytest.skip("SKIPSEQ_DATA_DIR has no Tiny Shakespeare")
+    text = SHAKESPEARE.read_text("utf-8")[:60000]
+    return SubwordVocabulary.train(text, 300), text
+
+
+@needs_data
+def test_subword_vocabulary_round_trip_and_graph(subword_vocabulary, tmp_path):
+    vocab, text = subword_vocabulary
+    assert 100 < vocab.size <= 300
+    # Unseen text, with runs of spaces and blank lines.
+    sample = text[50000:52000] + "  so   spaced\n\n\n  out \n"
+    ids = vocab.encode(sample)
+    # Exact round trip, newlines and runs of spaces included: a loss per
+    # token then converts to a loss per character.
+    assert vocab.decode(ids) == sample
+    assert len(ids) < len(sample) / 1.5
+    assert vocab.units_per_character(sample) == len(ids) / len(sample)
+    # Chunks decode on their own, as the command line streams them.
+    decode = vocab.stream_decoder()
+    pieces = [decode(ids[i : i + 7]) for i in range(0, len(ids), 7)]
+    assert "".join(pieces) == sample
+    # Unseen characters are unknown and decode to nothing.
+    assert vocab.encode("\u00e9") == [UNK_ID]
+    assert vocab.decode([UNK_ID, BOS_ID, 0]) == ""
+    # The graph versions agree with Python.
+    texts = ["ROMEO:\n  Good morrow", "", "\u00e9t\u00e9"]
+    ragged = vocab.graph_encoder()(np.array(texts))
+    assert ragged.to_list() == [vocab.encode(t) for t in texts]
+    graph_text = vocab.graph_decoder()(np.array([ids[:50]]))
+    assert graph_text.numpy()[0].decode("utf-8") == vocab.decode(ids[:50])
+    # Saved and loaded as any vocabulary.
+    vocab.save(tmp_path / "v.json")
+    again = load_vocabulary(tmp_path / "v.json")
+    assert isinstance(again, SubwordVocabulary)
+    assert again.encode(sample) == ids
+    (tmp_path / "bad.json").write_text(
+        '{"kind": "sentencepiece", "model": "AAAA"}', "utf-8"
+    )
+    with pytest.raises(ValueError, match="bad.json' is corrupt"):
+        load_vocabulary(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="`kind` must be one of"):
+        build_vocabulary(text, "wordpiece")
 
 
 def test_vocabulary_kind_error():
@@ -138,6 +224,8 @@ def test_config_errors():
         check_config({**DEFAULTS, "chunk_length": 500})
     with pytest.raises(ConfigError, match="`model` must be one of"):
         check_config({**DEFAULTS, "model": "rnn"})
+    with pytest.raises(ConfigError, match="`vocabulary_size` must be"):
+        check_config({**DEFAULTS, "vocabulary_size": 2})
 
 
 def test_named_configs_load():
@@ -188,17 +276,26 @@ def test_ema_momentum_makes_final_weights_the_moving_average():
         )
     )
     model.fit(
-        inputs, targets, batch_size=config["batch_size"], epochs=1,
-        shuffle=False, callbacks=[record], verbose=0,
+        inputs,
+        targets,
+        batch_size=config["batch_size"],
+        epochs=1,
+        shuffle=False,
+        callbacks=[record],
+        verbose=0,
     )
     assert len(seen) == steps
     expected = seen[0]
     for weights in seen[1:]:
-        expected = [momentum * a + (1 - momentum) * w
-                    for a, w in zip(expected, weights)]
+        expected = [
+            momentum * a + (1 - momentum) * w
+            for a, w in zip(expected, weights, strict=True)
+        ]
     # The last raw weights differ from their average, so the check bites.
     assert not np.allclose(seen[-1][0], expected[0], atol=1e-4)
-    for variable, average in zip(model.trainable_variables, expected):
+    for variable, average in zip(
+        model.trainable_variables, expected, strict=True
+    ):
         np.testing.assert_allclose(variable.numpy(), average, atol=1e-5)
     with pytest.raises(ConfigError, match="`ema_momentum` must be in"):
         check_config({**DEFAULTS, "ema_momentum": 1.0})
@@ -227,26 +324,82 @@ def test_evaluate_keeps_the_training_figures(trained_run):
 def test_cached_equals_uncached_argmax(trained_run):
     model, vocab = trained_run["model"], trained_run["vocabulary"]
     decoder = trained_run["greedy"]
-    # Different lengths (left padding), one longer than the window.
+    # Different lengths (left padding), one longer than the window; 20
+    # tokens take three chunks of 8, so the window slides twice.
     prompts = [vocab.encode("ROMEO:"), vocab.encode("First Citizen:\n" * 3)]
-    cached = new_tokens(decoder, prompts, 8)
+    cached = new_tokens(decoder, prompts, 20)
     for row, prompt in zip(cached, prompts, strict=True):
         expected = uncached_greedy(
-            model, prompt, decoder.window, decoder.chunk_length, 8
+            model, prompt, decoder.window, decoder.chunk_length, 20
         )
         assert row.tolist() == expected
 
 
-@pytest.mark.parametrize("cell_type", ["lstm", "gru"])
-def test_rnn_cached_equals_uncached(cell_type):
-    model = RNNLM(9, cell_type, width=8, num_layers=2, seed=3)
+def tiny_rnn(cell_type, vocabulary_size=9):
+    """A small RNN language model with fixed random weights."""
+    model = RNNLM(vocabulary_size, cell_type, width=8, num_layers=2, seed=3)
     model(np.zeros((1, 4), "int32"))
-    decoder = generation.ChunkDecoder(model, 6, 4, method="greedy")
+    rng = np.random.default_rng(3)
+    for weight in model.weights:
+        weight.assign(rng.normal(0.0, 0.3, weight.shape).astype("float32"))
+    return model
+
+
+@pytest.mark.parametrize("cell_type", ["lstm", "gru"])
+def test_rnn_carries_its_states_across_chunks(cell_type):
+    model = tiny_rnn(cell_type)
     prompts = [[4, 5], [3, 4, 5, 6, 7, 8, 4, 5]]
-    # Seven tokens: a whole chunk of four, then part of a second one.
-    cached = new_tokens(decoder, prompts, 7)
-    for row, prompt in zip(cached, prompts, strict=True):
-        assert row.tolist() == uncached_greedy(model, prompt, 6, 4, 7)
+    # Eleven tokens: chunks of four, so the states pass two boundaries;
+    # the reference has read every token since the prompt's window.
+    expected = [uncached_rnn_greedy(model, p, 6, 11) for p in prompts]
+    greedy = generation.ChunkDecoder(model, 6, 4, method="greedy")
+    assert new_tokens(greedy, prompts, 11).tolist() == expected
+    # Sampling at temperature 0 and a beam of one take other paths to
+    # the carried states (returned by the loop; fed again after a beam).
+    sampler = generation.ChunkDecoder(model, 6, 4)
+    cold = new_tokens(sampler, prompts, 11, temperature=0.0)
+    assert cold.tolist() == expected
+    beam = generation.ChunkDecoder(model, 6, 4, method="beam", beam_size=1)
+    assert new_tokens(beam, prompts, 11).tolist() == expected
+    assert greedy.tracing_count == 2  # the first chunk and the others
+    with pytest.raises(ValueError, match="`resume` continues from carried"):
+        generation.ChunkDecoder(
+            TransformerLM(9, 8, 8, num_heads=2), 4, 2
+        ).resume([3], {}, 1.0, [0, 0])
+
+
+def brute_force_best_pair(model, prompt):
+    """The two-token continuation of highest log-probability, by trying
+    every pair of ids generation may produce."""
+    allowed = np.arange(3, model.vocabulary_size)
+
+    def log_probs(tokens):
+        logits = np.array(model(np.array([tokens]))[0, -1], "float64")
+        logits = logits[allowed]
+        return logits - np.logaddexp.reduce(logits)
+
+    first = log_probs(prompt)
+    scores = [
+        first[i] + log_probs(prompt + [a]).max() for i, a in enumerate(allowed)
+    ]
+    a = int(allowed[int(np.argmax(scores))])
+    b = int(allowed[int(np.argmax(log_probs(prompt + [a])))])
+    return [a, b]
+
+
+def test_beam_as_wide_as_the_vocabulary_finds_the_best_pair():
+    model = tiny_rnn("gru", vocabulary_size=8)
+    # With a beam for every first token, a two-token search is exhaustive.
+    beam = generation.ChunkDecoder(model, 4, 2, method="beam", beam_size=5)
+    greedy = generation.ChunkDecoder(model, 4, 2, method="greedy")
+    greedy_missed = 0
+    prompts = [[4, 6, 3], [5, 5], [7, 3, 4, 6], [6], [3, 7], [4], [5, 7, 7]]
+    for prompt in prompts:
+        found = new_tokens(beam, [prompt], 2)[0].tolist()
+        assert found == brute_force_best_pair(model, prompt)
+        greedy_missed += new_tokens(greedy, [prompt], 2)[0].tolist() != found
+    # The check bites only where greedy search misses the best pair.
+    assert greedy_missed > 0
 
 
 @needs_data
@@ -306,16 +459,22 @@ def test_bad_inputs(trained_run):
         trained_run["model"], [], window, greedy.chunk_length, 10
     )
     assert text == vocab.decode(expected)
-    # A long prompt keeps its last `window` tokens.
+    # A long prompt keeps its last `window` tokens: the model, run on
+    # them alone, predicts the same; the text keeps the whole prompt.
     long_prompt = "Now is the winter of our discontent " * 3
     ids = vocab.encode(long_prompt)
-    np.testing.assert_array_equal(
-        new_tokens(greedy, [ids], 8), new_tokens(greedy, [ids[-window:]], 8)
+    assert len(ids) > window
+    (text,) = generation.generate_text(greedy, vocab, [long_prompt], 8)
+    expected = uncached_greedy(
+        trained_run["model"], ids[-window:], window, greedy.chunk_length, 8
     )
+    assert text == long_prompt + vocab.decode(expected)
     # Unseen characters become the unknown token and still generate.
-    assert vocab.encode("\u00e9")[0] == UNK_ID
+    assert vocab.encode("\u00e9\u00e9") == [UNK_ID, UNK_ID]
     (text,) = generation.generate_text(greedy, vocab, ["\u00e9\u00e9"], 5)
-    assert text.startswith("\u00e9\u00e9") and len(text) == 7
+    unknown = new_tokens(greedy, [[UNK_ID, UNK_ID]], 5)[0]
+    assert text == "\u00e9\u00e9" + vocab.decode(unknown)
+    assert len(text) == 7
 
     with pytest.raises(ValueError, match="`temperature` must be a number"):
         generation.generate_text(sampler, vocab, ["a"], 3, temperature=-0.5)
@@ -325,6 +484,12 @@ def test_bad_inputs(trained_run):
         generation.check_generation_args(top_p=0)
     with pytest.raises(ValueError, match="`num_new_tokens` must be"):
         generation.check_generation_args(num_new_tokens=-1)
+    with pytest.raises(ValueError) as info:
+        generation.ChunkDecoder(greedy.model, 4, 2, "greedy", top_k=3)
+    assert str(info.value) == (
+        "Arguments `top_k` and `top_p` filter sampling, and "
+        "method='greedy' does not sample. Received: top_k=3, top_p=None"
+    )
 
 
 @needs_data
@@ -345,6 +510,27 @@ def test_train_never_clobbers_or_mixes_runs(trained_run, tmp_path):
     with pytest.raises(ConfigError, match=r"keys \['learning_rate'\] differ"):
         training.train({**config, "learning_rate": 0.5}, unfinished)
     assert sorted(p.name for p in unfinished.iterdir()) == ["config.json"]
+
+
+@needs_data
+def test_interrupted_training_resumes(trained_run, tmp_path):
+    config = {**trained_run["config"], "validation_steps": 0}
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config, run_dir, extra_callbacks=[StopAt(25)], verbose=0)
+    assert not (run_dir / "model.weights.h5").exists()
+    meta = json.loads(
+        (run_dir / "backup" / "training_metadata.json").read_text()
+    )
+    assert meta["epoch"] == 1  # steps 1-20 were backed up
+    vocabulary = (run_dir / "vocabulary.json").read_text()
+
+    report = training.train(config, run_dir, verbose=0)
+    # 20 restored steps and the 20 of the second epoch, not 40 new ones.
+    assert report["steps"] == config["max_steps"] == 40
+    assert (run_dir / "vocabulary.json").read_text() == vocabulary
+    assert (run_dir / "model.weights.h5").is_file()
+    assert not (run_dir / "backup").exists()
 
 
 @needs_data
@@ -398,10 +584,39 @@ def test_cli_bad_temperature_exits_with_message(capsys):
     assert "`temperature` must be a number >= 0" in capsys.readouterr().err
 
 
-def test_cli_help():
+@pytest.mark.parametrize(
+    "command, expected",
+    [
+        (None, ["train", "evaluate", "generate", "export"]),
+        ("train", ["--config", "--tokenizer", "sentencepiece", "--set"]),
+        ("generate", ["--method", "--top-p", "--seed", "--no-stream"]),
+        ("export", ["--export-dir", "--overwrite"]),
+    ],
+)
+def test_cli_help(command, expected, capsys):
     with pytest.raises(SystemExit) as stop:
-        cli_main.make_parser().parse_args(["--help"])
+        cli_main.make_parser().parse_args([command or "--help", "--help"])
     assert stop.value.code == 0
+    text = capsys.readouterr().out
+    for word in expected:
+        assert word in text
+
+
+@needs_data
+def test_cli_generate_streams_what_generate_text_returns(trained_run, capsys):
+    vocab, sampler = trained_run["vocabulary"], trained_run["sampler"]
+    (expected,) = generation.generate_text(
+        sampler, vocab, ["KING:"], 19, 0.8, seed=4
+    )
+    argv = ["generate", "--run-dir", str(trained_run["dir"]), "--prompt"]
+    argv += ["KING:", "--num-new-tokens", "19", "--temperature", "0.8"]
+    argv += ["--seed", "4"]
+    for extra in ([], ["--no-stream"]):
+        assert cli.run(cli_main.main, argv + extra) == 0
+        assert capsys.readouterr().out == expected + "\n"
+    argv = ["generate", "--run-dir", str(trained_run["dir"]), "--top-k"]
+    assert cli.run(cli_main.main, argv + ["2", "--method", "beam"]) == 2
+    assert "does not sample" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag", ["--run-dir", "--output-dir"])
@@ -420,15 +635,56 @@ def test_cli_run_directory_takes_either_name(command, flag):
 # Export.
 
 RELOAD = """
-import sys, tensorflow as tf
+import sys
+# Only TensorFlow (and tensorflow-text) may load the export; the project
+# and keras-hub are blocked, and Keras too unless tensorflow-text (which
+# imports it itself) is needed.
+blocked = ["keras_hub", "skipseq", "recipes"]
+if sys.argv[2] != "text":
+    blocked.append("keras")
+for name in blocked:
+    sys.modules[name] = None
+import tensorflow as tf
+if sys.argv[2] == "text":
+    import tensorflow_text
 generate = tf.saved_model.load(sys.argv[1]).signatures["generate"]
+prompts = tf.constant(["ROMEO:", ""])
 for t in (0.0, 0.9):
-    out = generate(prompts=tf.constant(["ROMEO:", ""]),
-                   num_new_tokens=tf.constant(11),
+    out = generate(prompts=prompts, num_new_tokens=tf.constant(11),
                    temperature=tf.constant(t), seed=tf.constant(7))
     for text in out["text"].numpy():
         print(repr(text.decode("utf-8")))
+out = generate(prompts=prompts, num_new_tokens=tf.constant(0),
+               temperature=tf.constant(1.0), seed=tf.constant(7))
+print([text.decode("utf-8") for text in out["text"].numpy()])
+try:
+    generate(prompts=prompts, num_new_tokens=tf.constant(3),
+             temperature=tf.constant(-1.0), seed=tf.constant(7))
+except tf.errors.InvalidArgumentError as error:
+    print("temperature" in error.message)
 """
+
+
+def reload_export(path, cwd, needs_text=False):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", RELOAD, str(path), "text" * needs_text],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.split("\n")[:6]
+
+
+def expected_reload(decoder, vocabulary):
+    expected = []
+    for t in (0.0, 0.9):
+        expected += generation.generate_text(
+            decoder, vocabulary, ["ROMEO:", ""], 11, t, seed=7
+        )
+    return [repr(t) for t in expected] + ["['ROMEO:', '']", "True"]
 
 
 @needs_data
@@ -448,19 +704,67 @@ def test_export_reloads_in_fresh_process(trained_run, tmp_path):
             trained_run["config"],
             path,
         )
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(
-        [sys.executable, "-c", RELOAD, str(path)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        check=True,
+    assert reload_export(path, tmp_path) == expected_reload(
+        trained_run["sampler"], trained_run["vocabulary"]
     )
-    sampler, vocab = trained_run["sampler"], trained_run["vocabulary"]
-    expected = []
-    for t in (0.0, 0.9):
-        expected += generation.generate_text(
-            sampler, vocab, ["ROMEO:", ""], 11, t, seed=7
-        )
-    assert result.stdout.split("\n")[:4] == [repr(t) for t in expected]
+
+
+@pytest.fixture(scope="module")
+def subword_rnn_run(tmp_path_factory):
+    """A tiny GRU on SentencePiece units, trained on 20k characters."""
+    if not SHAKESPEARE.is_file():
+        pytest.skip("SKIPSEQ_DATA_DIR has no Tiny Shakespeare")
+    root = tmp_path_factory.mktemp("subword")
+    text_file = root / "slice.txt"
+    text_file.write_text(SHAKESPEARE.read_text("utf-8")[:20000], "utf-8")
+    config = {
+        **DEFAULTS,
+        **TINY,
+        "model": "gru",
+        "tokenizer": "sentencepiece",
+        "vocabulary_size": 200,
+        "text_file": str(text_file),
+    }
+    report = training.train(config, root / "run", verbose=0)
+    return root / "run", report, text_file.read_text("utf-8")
+
+
+@needs_data
+def test_subword_rnn_trains_and_reports_per_character(subword_rnn_run):
+    run_dir, report, text = subword_rnn_run
+    config, vocab, model = training.load_run(run_dir)
+    assert isinstance(vocab, SubwordVocabulary)
+    assert report["tokenizer"] == "sentencepiece"
+    val_text = text[18000:]
+    # Pieces span characters, so a character costs less than a token.
+    tokens = report["val_tokens"]
+    assert tokens == len(vocab.encode(val_text)) - 1
+    np.testing.assert_allclose(
+        report["val_loss_nats_per_char"],
+        report["val_loss_nats_per_token"]
+        * len(vocab.encode(val_text))
+        / len(val_text),
+        rtol=1e-3,
+    )
+    untrained = training.build_model(config, vocab.size)
+    before = training.evaluate_model(untrained, vocab, val_text, config)
+    assert report["val_loss_nats_per_char"] < (
+        before["val_loss_nats_per_char"] - 0.3
+    )
+
+
+@needs_data
+def test_subword_rnn_export_reloads_with_tensorflow_text(
+    subword_rnn_run, tmp_path
+):
+    run_dir = subword_rnn_run[0]
+    config, vocab, model = training.load_run(run_dir)
+    path = export(model, vocab, config, tmp_path / "exported")
+    chunk = config["chunk_length"]
+    sampler = generation.ChunkDecoder(
+        model, config["context_length"] - chunk, chunk
+    )
+    # 11 new tokens: two chunks, the second from the carried states.
+    assert reload_export(path, tmp_path, needs_text=True) == (
+        expected_reload(sampler, vocab)
+    )

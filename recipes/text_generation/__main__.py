@@ -33,7 +33,8 @@ from recipes.text_generation.config import DEFAULTS
 DEFAULT_CONFIG = "lm_char_transformer"
 KEY_HELP = {
     "model": "transformer, lstm or gru",
-    "tokenizer": "char or byte",
+    "tokenizer": "char, byte or sentencepiece (subword units)",
+    "vocabulary_size": "most subword units of the sentencepiece tokenizer",
     "text_file": "train on this UTF-8 text file instead of the dataset",
     "context_length": "tokens of context",
     "batch_size": "training batch size",
@@ -197,6 +198,7 @@ def run_generate(args):
         args.top_k,
         args.top_p,
         args.beam_size,
+        method=args.method,
     )
     from recipes.text_generation.training import load_run
 
@@ -212,16 +214,20 @@ def run_generate(args):
         beam_size=args.beam_size,
     )
     prompt_ids = [vocabulary.encode(args.prompt)]
+    decode = vocabulary.stream_decoder()
     pieces = []
     if not args.no_stream:
         print(args.prompt, end="", flush=True)
     for new in generation.generate_ids(
         decoder, prompt_ids, args.num_new_tokens, args.temperature, args.seed
     ):
-        text = vocabulary.decode(new[0].tolist())
+        text = decode(new[0].tolist())
         pieces.append(text)
         if not args.no_stream:
             print(text, end="", flush=True)
+    pieces.append(decode([], final=True))
+    if not args.no_stream:
+        print(pieces[-1], end="")
     if args.no_stream:
         print(args.prompt + "".join(pieces), end="")
     print()

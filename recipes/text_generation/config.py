@@ -7,7 +7,7 @@ A named configuration (`recipes/configs/lm_*.json`) sets some of these and
 from recipes.common.config import ConfigError
 
 MODELS = ("transformer", "lstm", "gru")
-TOKENIZERS = ("char", "byte")
+TOKENIZERS = ("char", "byte", "sentencepiece")
 
 DEFAULTS = {
     # Data: the registered dataset, or a UTF-8 text file when set.
@@ -15,6 +15,9 @@ DEFAULTS = {
     "text_file": "",
     "train_fraction": 0.9,
     "tokenizer": "char",
+    # The most subword units (special ids included) of `sentencepiece`;
+    # characters and bytes ignore it.
+    "vocabulary_size": 1024,
     # Share of training windows whose first input is the start token, so
     # that an empty prompt (the start token alone) has a learned meaning.
     "bos_rate": 0.02,
@@ -74,6 +77,8 @@ def check_config(config):
         fail("tokenizer", f"one of {list(TOKENIZERS)}")
     if not 0 < config["train_fraction"] < 1:
         fail("train_fraction", "strictly between 0 and 1")
+    if config["vocabulary_size"] < 8:
+        fail("vocabulary_size", "an integer >= 8")
     for key in ("context_length", "width", "num_layers", "batch_size"):
         if config[key] < 1:
             fail(key, "a positive integer")

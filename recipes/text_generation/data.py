@@ -3,7 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
-from recipes.text_generation.vocabulary import BOS_ID, PAD_ID, Vocabulary
+from recipes.text_generation import vocabulary as vocabularies
+from recipes.text_generation.vocabulary import BOS_ID, PAD_ID
 from skipseq import data
 
 # How finely the start-token draw is resolved (see `training_windows`).
@@ -28,7 +29,9 @@ def split_corpus(text, config):
 
 
 def build_vocabulary(train_text, config):
-    return Vocabulary.from_text(train_text, kind=config["tokenizer"])
+    return vocabularies.build_vocabulary(
+        train_text, config["tokenizer"], config["vocabulary_size"]
+    )
 
 
 def encode(vocabulary, text):

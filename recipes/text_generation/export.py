@@ -7,8 +7,9 @@ generate(prompts: string (batch,), num_new_tokens: int32 (),
 
 The function tokenises with TensorFlow string ops, runs the compiled
 chunk decoder of `recipes.text_generation.generation` in a
-`tf.while_loop` over chunks and returns each prompt followed by its
-continuation. Loading needs TensorFlow alone:
+`tf.while_loop` over chunks (carrying an RNN's states from chunk to
+chunk) and returns each prompt followed by its continuation. Loading
+needs TensorFlow alone:
 
 ```
 generate = tf.saved_model.load(path).signatures["generate"]
@@ -39,8 +40,11 @@ class GenerationModule(tf.Module):
         super().__init__()
         self.model = model
         self.encoder = vocabulary.graph_encoder()
-        self.table = self.encoder.table
         self.decoder_fn = vocabulary.graph_decoder()
+        # Tracked attributes keep the vocabulary's tables and tokenizers
+        # in the SavedModel.
+        self.encoder_resources = self.encoder.resources
+        self.decoder_resources = self.decoder_fn.resources
         chunk = config["chunk_length"]
         self.chunk_decoder = generation.ChunkDecoder(
             model, config["context_length"] - chunk, chunk
@@ -83,25 +87,45 @@ class GenerationModule(tf.Module):
             [dense, tf.zeros([batch, chunks * chunk], "int32")], axis=1
         )
         start_lengths = lengths
+        decoder = self.chunk_decoder
+        # Only a model that carries its states uses them; a Transformer's
+        # loop carries an empty structure.
+        state = ()
+        if decoder.carries_state:
+            state = tf.nest.map_structure(
+                lambda spec: tf.zeros([batch, *spec.shape[1:]], spec.dtype),
+                decoder.state_spec,
+            )
 
-        def body(index, history, lengths):
+        def from_window(history, lengths, seeds):
             windows, pads = generation.take_windows(
-                history, lengths, self.chunk_decoder.window
+                history, lengths, decoder.window
             )
-            new = self.chunk_decoder(
-                windows, pads, temperature, tf.stack([seed, index])
-            )
-            history, lengths = generation.append_tokens(history, lengths, new)
-            return index + 1, history, lengths
+            return decoder(windows, pads, temperature, seeds)
 
-        _, history, _ = tf.while_loop(
+        def body(index, history, lengths, state):
+            seeds = tf.stack([seed, index])
+            if not decoder.carries_state:
+                new = from_window(history, lengths, seeds)
+            else:
+                last = tf.gather(history, lengths - 1, batch_dims=1)
+                new, state = tf.cond(
+                    index == 0,
+                    lambda: from_window(history, lengths, seeds),
+                    lambda: decoder.resume(last, state, temperature, seeds),
+                )
+            history, lengths = generation.append_tokens(history, lengths, new)
+            return index + 1, history, lengths, state
+
+        _, history, _, _ = tf.while_loop(
             lambda index, *_: index < chunks,
             body,
-            (tf.constant(0), history, lengths),
+            (tf.constant(0), history, lengths, state),
             shape_invariants=(
                 tf.TensorShape([]),
                 tf.TensorShape([None, None]),
                 tf.TensorShape([None]),
+                tf.nest.map_structure(lambda t: t.shape, state),
             ),
         )
         columns = start_lengths[:, None] + tf.range(num_new_tokens)[None, :]

@@ -1,20 +1,25 @@
 """Compiled, chunked text generation shared by the CLI and the export.
 
-Generation runs in chunks of `chunk_length` new tokens. Each chunk is one
-XLA-compiled call (`ChunkDecoder`): the last `window` tokens of the
-history (left-padded when shorter) are fed to the model in one call that
-fills the key/value cache (or the RNN states), then `skipseq.decoding`
-runs its `tf.while_loop` over `chunk_length` cached steps. The compiled
-function has a fixed input signature, so it is traced once per decoder
-and never again for calls with new prompts, seeds or temperatures.
+Generation runs in chunks of `chunk_length` new tokens, each one
+XLA-compiled call of `ChunkDecoder` whose `tf.while_loop` (from
+`skipseq.decoding`) runs `chunk_length` cached steps. Its input signature
+is fixed, so it is traced once per decoder and never again for calls with
+new prompts, seeds or temperatures.
 
-Streaming: the command line prints each chunk as soon as it is decoded;
-longer texts than the context slide the window over the history (the
-cache is rebuilt from the window for every chunk).
+- Transformer: every chunk starts from the last `window` tokens of the
+  history (left-padded when shorter), fed to the model in one call that
+  fills the key/value cache. Learned positions end at the context length,
+  so a text longer than the context slides this window over the history.
+- RNN (`model.carries_state`): the first chunk prefills the states from
+  the prompt's window; every later chunk goes on from the states the
+  previous one ended with, so the states summarise the whole text.
+
+Streaming: the command line prints each chunk as soon as it is decoded.
 
 Temperature is a tensor argument: the logits are divided by it before
 `skipseq.decoding.sample`, and a temperature of 0 keeps only the arg-max
-logit, which makes sampling exactly greedy.
+logit, which makes sampling exactly greedy. Beam search keeps the best
+beam of each chunk and starts the next chunk from it alone.
 """
 
 import numbers
@@ -31,9 +36,25 @@ NEVER = -1e9
 
 
 def check_generation_args(
-    num_new_tokens=0, temperature=1.0, top_k=None, top_p=None, beam_size=1
+    num_new_tokens=0,
+    temperature=1.0,
+    top_k=None,
+    top_p=None,
+    beam_size=1,
+    method="sample",
 ):
     """Raises ValueError naming the argument for unusable values."""
+    if method not in METHODS:
+        raise ValueError(
+            f"Argument `method` must be one of {list(METHODS)}. "
+            f"Received: method={method!r}"
+        )
+    if method != "sample" and (top_k is not None or top_p is not None):
+        raise ValueError(
+            "Arguments `top_k` and `top_p` filter sampling, and "
+            f"method={method!r} does not sample. Received: top_k={top_k!r}, "
+            f"top_p={top_p!r}"
+        )
     if (
         not isinstance(num_new_tokens, numbers.Integral)
         or isinstance(num_new_tokens, bool)
@@ -99,9 +120,10 @@ class ChunkDecoder:
     """One XLA-compiled call that decodes `chunk_length` tokens.
 
     Args:
-        model: a `TransformerLM` or `RNNLM` (anything with `prefill` and
-            `step_fn`).
-        window: int >= 2, the history tokens fed before the chunk.
+        model: a `TransformerLM` or `RNNLM` (anything with `prefill`,
+            `step_fn` and `carries_state`).
+        window: int >= 2, the history tokens fed before the first chunk
+            (before every chunk for a Transformer).
         chunk_length: int >= 1, the new tokens per call.
         method: `"sample"` (default; temperature 0 is greedy),
             `"greedy"` or `"beam"`.
@@ -114,7 +136,9 @@ class ChunkDecoder:
         temperature: float32 scalar.
         seed: int32 `(2,)`.
 
-    Returns int32 `(batch, chunk_length)` new tokens.
+    Returns int32 `(batch, chunk_length)` new tokens; for a model that
+    `carries_state`, `(tokens, state)`, and `resume(last_tokens, state,
+    temperature, seed)` decodes the next chunk from there.
     """
 
     def __init__(
@@ -127,16 +151,13 @@ class ChunkDecoder:
         top_p=None,
         beam_size=4,
     ):
-        if method not in METHODS:
-            raise ValueError(
-                f"Argument `method` must be one of {list(METHODS)}. "
-                f"Received: method={method!r}"
-            )
+        check_generation_args(
+            top_k=top_k, top_p=top_p, beam_size=beam_size, method=method
+        )
         if window < 2:
             raise ValueError(
                 f"Argument `window` must be >= 2. Received: window={window}"
             )
-        check_generation_args(top_k=top_k, top_p=top_p, beam_size=beam_size)
         if top_k is not None and top_k > model.vocabulary_size:
             raise ValueError(
                 "Argument `top_k` must be at most the vocabulary size "
@@ -149,6 +170,11 @@ class ChunkDecoder:
         self.top_k = top_k
         self.top_p = top_p
         self.beam_size = beam_size
+        self.carries_state = bool(getattr(model, "carries_state", False))
+        scalars = [
+            tf.TensorSpec((), "float32"),
+            tf.TensorSpec((2,), "int32"),
+        ]
         self.function = tf.function(
             self._decode,
             jit_compile=True,
@@ -156,10 +182,22 @@ class ChunkDecoder:
             input_signature=[
                 tf.TensorSpec((None, window), "int32"),
                 tf.TensorSpec((None,), "int32"),
-                tf.TensorSpec((), "float32"),
-                tf.TensorSpec((2,), "int32"),
+                *scalars,
             ],
         )
+        self.resume_function = None
+        if self.carries_state:
+            self.state_spec = self._state_spec()
+            self.resume_function = tf.function(
+                self._resume,
+                jit_compile=True,
+                reduce_retracing=False,
+                input_signature=[
+                    tf.TensorSpec((None,), "int32"),
+                    self.state_spec,
+                    *scalars,
+                ],
+            )
 
     def __call__(self, window_ids, pad_counts, temperature, seed):
         return self.function(
@@ -169,9 +207,40 @@ class ChunkDecoder:
             tf.cast(seed, "int32"),
         )
 
+    def resume(self, last_tokens, state, temperature, seed):
+        """The next chunk and state of a model that carries its state.
+
+        `last_tokens` int32 `(batch,)` are the last tokens of the text,
+        not yet fed; `state` is what the previous call returned.
+        """
+        if not self.carries_state:
+            raise ValueError(
+                "`resume` continues from carried states, and this model "
+                "has none: call the decoder with a window of history."
+            )
+        return self.resume_function(
+            tf.cast(last_tokens, "int32"),
+            state,
+            tf.cast(temperature, "float32"),
+            tf.cast(seed, "int32"),
+        )
+
     @property
     def tracing_count(self):
-        return self.function.experimental_get_tracing_count()
+        count = self.function.experimental_get_tracing_count()
+        if self.resume_function is not None:
+            count += self.resume_function.experimental_get_tracing_count()
+        return count
+
+    def _state_spec(self):
+        # The structure and widths of the states, batch left open.
+        state = self.model.prefill(
+            tf.zeros((1, 1), "int32"), tf.zeros((1,), "int32")
+        )
+        return tf.nest.map_structure(
+            lambda t: tf.TensorSpec((None,) + tuple(t.shape[1:]), t.dtype),
+            state,
+        )
 
     def _decode(self, window_ids, pad_counts, temperature, seed):
         prefill_length = self.window - 1
@@ -179,14 +248,25 @@ class ChunkDecoder:
         state = self.model.prefill(
             window_ids[:, :-1], pad_counts, max_length=max_length
         )
+        return self._continue(
+            window_ids[:, -1], state, prefill_length, temperature, seed
+        )
+
+    def _resume(self, last_tokens, state, temperature, seed):
+        return self._continue(last_tokens, state, 0, temperature, seed)
+
+    def _continue(self, start, state, prefill_length, temperature, seed):
+        """Decodes a chunk after `start`; with `carries_state`, also the
+        state after feeding `start` and all new tokens but the last."""
         model_step = self.model.step_fn(prefill_length)
 
         def step_fn(tokens, state, index):
             logits, state = model_step(tokens, state, index)
             return shape_logits(logits, temperature), state
 
-        start = window_ids[:, -1]
         length = self.chunk_length + 1
+        carry = self.carries_state
+        final_state = None
         if self.method == "beam":
             # Pad is never produced, so no hypothesis ends early.
             tokens, _ = decoding.beam_search(
@@ -194,7 +274,9 @@ class ChunkDecoder:
             )
             tokens = tokens[:, 0]
         elif self.method == "greedy":
-            tokens = decoding.greedy_search(step_fn, start, state, length)
+            tokens = decoding.greedy_search(
+                step_fn, start, state, length, return_state=carry
+            )
         else:
             tokens = decoding.sample(
                 step_fn,
@@ -204,8 +286,21 @@ class ChunkDecoder:
                 top_k=self.top_k,
                 top_p=self.top_p,
                 seed=seed,
+                return_state=carry,
             )
-        return tokens[:, 1:]
+        if carry and self.method != "beam":
+            tokens, final_state = tokens
+        new_tokens = tokens[:, 1:]
+        if not carry:
+            return new_tokens
+        if final_state is None:
+            # Beam search keeps no states per hypothesis: feed the chosen
+            # tokens from the chunk's starting states once more.
+            fed = tokens[:, :-1]
+            final_state = self.model.prefill(
+                fed, tf.zeros_like(fed[:, 0]), state=state
+            )
+        return new_tokens, final_state
 
 
 def take_windows(history, lengths, window):
@@ -256,9 +351,18 @@ def generate_ids(decoder, prompt_ids, num_new_tokens, temperature=1.0, seed=0):
         history[r, : len(ids)] = ids
     history = tf.constant(history)
     remaining = num_new_tokens
+    # The carried states and the last token not yet fed to them.
+    state = last = None
     for chunk in range(chunks):
-        windows, pads = take_windows(history, lengths, decoder.window)
-        new = decoder(windows, pads, temperature, [seed, chunk])
+        seeds = [seed, chunk]
+        if state is not None:
+            new, state = decoder.resume(last, state, temperature, seeds)
+        else:
+            windows, pads = take_windows(history, lengths, decoder.window)
+            new = decoder(windows, pads, temperature, seeds)
+            if decoder.carries_state:
+                new, state = new
+        last = new[:, -1]
         history, lengths = append_tokens(history, lengths, new)
         yield new.numpy()[:, :remaining]
         remaining -= decoder.chunk_length
@@ -269,13 +373,14 @@ def generate_text(
 ):
     """The prompts followed by their generated continuations (strings)."""
     prompt_ids = [vocabulary.encode(p) for p in prompts]
-    pieces = [[] for _ in prompts]
+    decoders = [vocabulary.stream_decoder() for _ in prompts]
+    texts = list(prompts)
     for new in generate_ids(
         decoder, prompt_ids, num_new_tokens, temperature, seed
     ):
         for r, row in enumerate(new):
-            pieces[r].extend(row.tolist())
+            texts[r] += decoders[r](row.tolist())
     return [
-        p + vocabulary.decode(ids)
-        for p, ids in zip(prompts, pieces, strict=True)
+        text + decode([], final=True)
+        for text, decode in zip(texts, decoders, strict=True)
     ]

@@ -15,8 +15,10 @@ class RNNLM(keras.Model):
     ```
 
     Decoding feeds one token per step and carries the recurrent states
-    (`prefill`, `step_fn`). Left pad tokens of a prompt are masked, so
-    they leave the states at zero.
+    (`prefill`, `step_fn`), from one generated chunk to the next as well
+    (`carries_state`): unlike a Transformer's window, the states summarise
+    everything generated so far. Left pad tokens of a prompt are masked,
+    so they leave the states at zero.
 
     Args:
         vocabulary_size: int, the number of token ids.
@@ -87,13 +89,22 @@ class RNNLM(keras.Model):
         outputs, *_ = self.rnn(x, training=training)
         return self.lm_head(outputs)
 
-    def prefill(self, token_ids, pad_counts, max_length):
-        """The states after feeding `token_ids` (left-padded) at once."""
+    # Generation hands the states of one chunk on to the next.
+    carries_state = True
+
+    def prefill(self, token_ids, pad_counts, max_length=None, state=None):
+        """The states after feeding `token_ids` (left-padded) at once.
+
+        `state`, a dict returned by `prefill` or by decoding, is where the
+        recurrence starts (zeros when None); `max_length` is unused (an
+        RNN has no cache to size).
+        """
         width = token_ids.shape[1]
         positions = ops.arange(width, dtype="int32")[None, :]
         mask = positions >= pad_counts[:, None]
         x = self.token_embedding(token_ids)
-        _, *states = self.rnn(x, mask=mask)
+        initial = None if state is None else list(state["states"])
+        _, *states = self.rnn(x, mask=mask, initial_state=initial)
         return {"states": tuple(states)}
 
     def step_fn(self, prefill_length):

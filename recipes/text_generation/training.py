@@ -15,14 +15,13 @@ import json
 import logging
 import math
 import pathlib
-import shutil
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from recipes.common import training as harness
-from recipes.common.config import ConfigError, load_config_file, save_config
+from recipes.common.config import load_config_file, save_config
 from recipes.common.files import atomic_write_text
 from recipes.common.losses import MaskedSparseCrossentropy
 from recipes.common.schedules import make_schedule
@@ -30,7 +29,7 @@ from recipes.text_generation import data
 from recipes.text_generation.config import DEFAULTS, check_config
 from recipes.text_generation.rnn_lm import RNNLM
 from recipes.text_generation.transformer_lm import TransformerLM
-from recipes.text_generation.vocabulary import PAD_ID, Vocabulary
+from recipes.text_generation.vocabulary import PAD_ID, load_vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -98,63 +97,28 @@ def compile_model(model, config, time_progress=None):
     )
 
 
-def check_run_dir(run_dir, config, overwrite):
-    """Refuses to clobber a finished or different run in `run_dir`.
-
-    A run directory with a configuration but no final weights is an
-    interrupted run: it resumes if its configuration equals `config`. One
-    with final weights is finished: it is replaced only with `overwrite`.
-    """
-    run_dir = pathlib.Path(run_dir)
-    if overwrite:
-        return
-    if (run_dir / harness.WEIGHTS_FILE).exists():
-        raise FileExistsError(
-            f"'{run_dir}' already holds a trained model "
-            f"({harness.WEIGHTS_FILE}); pass --overwrite or choose "
-            "another --output-dir."
-        )
-    saved = run_dir / CONFIG_FILE
-    if saved.exists():
-        previous = load_config_file(saved, DEFAULTS)
-        changed = sorted(k for k in DEFAULTS if previous[k] != config[k])
-        if changed:
-            raise ConfigError(
-                f"'{run_dir}' holds an unfinished run with another "
-                f"configuration (keys {changed} differ from '{saved}'); "
-                "resume it with the same configuration, or pass "
-                "--overwrite or another --output-dir."
-            )
-
-
-def clear_run_dir(run_dir):
-    """Deletes what `train` writes in `run_dir`, and nothing else."""
-    run_dir = pathlib.Path(run_dir)
-    for name in (harness.WEIGHTS_FILE, CONFIG_FILE, VOCABULARY_FILE):
-        (run_dir / name).unlink(missing_ok=True)
-    (run_dir / REPORT_FILE).unlink(missing_ok=True)
-    for name in (harness.BACKUP_DIR, harness.LOG_DIR):
-        shutil.rmtree(run_dir / name, ignore_errors=True)
-
-
-def train(config, run_dir, overwrite=False):
+def train(config, run_dir, overwrite=False, extra_callbacks=(), verbose="auto"):
     """Trains (or resumes) a run; returns the evaluation report.
 
     A finished run in `run_dir` is replaced only with `overwrite`; an
     unfinished one resumes if its configuration equals `config`.
+    `extra_callbacks` are more Keras callbacks (e.g. for tests); `verbose`
+    is passed to `model.fit`.
     """
     check_config(config)
     harness.check_decay_by_time(config)
     run_dir = pathlib.Path(run_dir)
-    check_run_dir(run_dir, config, overwrite)
+    harness.check_run_dir(run_dir, config, DEFAULTS, CONFIG_FILE, overwrite)
     if overwrite:
-        clear_run_dir(run_dir)
+        harness.clear_run_dir(
+            run_dir, (CONFIG_FILE, VOCABULARY_FILE, REPORT_FILE)
+        )
     keras.utils.set_random_seed(config["seed"])
     train_text, val_text = data.split_corpus(data.load_corpus(config), config)
     vocabulary_path = run_dir / VOCABULARY_FILE
     if vocabulary_path.exists():
         # A resumed run keeps the ids its backup was trained with.
-        vocabulary = Vocabulary.load(vocabulary_path)
+        vocabulary = load_vocabulary(vocabulary_path)
     else:
         vocabulary = data.build_vocabulary(train_text, config)
         vocabulary.save(vocabulary_path)
@@ -190,8 +154,9 @@ def train(config, run_dir, overwrite=False):
         train_data,
         epochs,
         config["steps_per_epoch"],
-        callbacks,
+        [*callbacks, *extra_callbacks],
         validation_data=val_data,
+        verbose=verbose,
     )
     harness.save_weights_atomically(model, run_dir / harness.WEIGHTS_FILE)
     report = evaluate_model(model, vocabulary, val_text, config)
@@ -221,7 +186,9 @@ def evaluate_model(model, vocabulary, text, config, batch_size=None):
     batch_size = batch_size or config["batch_size"]
     windows = data.evaluation_windows(ids, config["context_length"], batch_size)
 
-    @tf.function(jit_compile=True)
+    # No Python control flow to convert; AutoGraph only warned that it
+    # could not read the closure over `model`.
+    @tf.function(jit_compile=True, autograph=False)
     def summed_nll(inputs, targets):
         logits = tf.cast(model(inputs, training=False), "float32")
         nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
@@ -261,7 +228,7 @@ def load_run(run_dir):
             f"No trained run in '{run_dir}': '{config_path}' is missing."
         )
     config = check_config(load_config_file(config_path, DEFAULTS))
-    vocabulary = Vocabulary.load(run_dir / VOCABULARY_FILE)
+    vocabulary = load_vocabulary(run_dir / VOCABULARY_FILE)
     model = build_model(config, vocabulary.size)
     harness.load_weights(model, run_dir / harness.WEIGHTS_FILE)
     return config, vocabulary, model

@@ -118,6 +118,10 @@ class TransformerLM(keras.Model):
             positions
         )
 
+    # Generation rebuilds the cache from a window of history for each
+    # chunk: learned positions end at `context_length`.
+    carries_state = False
+
     def prefill(self, token_ids, pad_counts, max_length):
         """The decoding state after feeding `token_ids` in one call.
 

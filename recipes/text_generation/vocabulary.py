@@ -4,12 +4,15 @@ Ids: `PAD_ID` 0 (never in the training text, pads prompts), `UNK_ID` 1
 (a character the training text never had), `BOS_ID` 2 (the start of an
 empty prompt), then the units in sorted order. A character vocabulary
 holds the distinct characters of the training text; a byte vocabulary
-holds the 256 byte values, so nothing is ever unknown.
+holds the 256 byte values, so nothing is ever unknown. Subword units
+(`recipes.text_generation.subword`) use the same special ids.
 
 Both encode and decode in Python (training data, the command line) and
 with TensorFlow string ops (an exported SavedModel), the same way.
+`build_vocabulary` and `load_vocabulary` serve every kind.
 """
 
+import codecs
 import json
 import pathlib
 
@@ -21,6 +24,8 @@ PAD, UNK, BOS = "[PAD]", "[UNK]", "[BOS]"
 SPECIAL_TOKENS = (PAD, UNK, BOS)
 PAD_ID, UNK_ID, BOS_ID = range(len(SPECIAL_TOKENS))
 KINDS = ("char", "byte")
+# Every tokenizer of the recipe: these and the subword units.
+ALL_KINDS = KINDS + ("sentencepiece",)
 
 
 class Vocabulary:
@@ -85,6 +90,25 @@ class Vocabulary:
             return text.encode("latin-1").decode("utf-8", errors="replace")
         return text
 
+    def stream_decoder(self):
+        """A function decoding successive chunks of ids of one text.
+
+        Bytes of a character that a chunk boundary cuts are held back
+        until the next chunk completes them (decoding each chunk alone
+        would print a replacement character instead); `final=True` says
+        no chunk follows.
+        """
+        if self.kind != "byte":
+            return lambda ids, final=False: self.decode(ids)
+        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        first = len(SPECIAL_TOKENS)
+
+        def decode(ids, final=False):
+            units = "".join(self.units[i - first] for i in ids if i >= first)
+            return utf8.decode(units.encode("latin-1"), final=final)
+
+        return decode
+
     def units_per_character(self, text):
         """Ids per character of `text`: 1 for characters, >= 1 for bytes."""
         return len(self._split(text)) / max(len(text), 1)
@@ -113,7 +137,7 @@ class Vocabulary:
             return tf.ragged.map_flat_values(table.lookup, pieces)
 
         # Keep the table alive with the function (SavedModel tracking).
-        encode.table = table
+        encode.resources = table
         return encode
 
     def graph_decoder(self):
@@ -131,6 +155,7 @@ class Vocabulary:
                 )
             return text
 
+        decode.resources = None
         return decode
 
     # Files.
@@ -140,27 +165,69 @@ class Vocabulary:
 
     def save(self, path):
         """Writes the vocabulary as JSON (atomically); returns the path."""
-        text = json.dumps(self.to_json(), ensure_ascii=True) + "\n"
-        return atomic_write_text(path, text)
+        return save_json(self.to_json(), path)
+
+    @classmethod
+    def from_json(cls, values):
+        kind = values.get("kind", "char")
+        return cls(None if kind == "byte" else values["units"], kind=kind)
 
     @classmethod
     def load(cls, path):
         """Reads a file written by `save`; errors name the file."""
-        path = pathlib.Path(path)
-        try:
-            values = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ValueError(f"Vocabulary file not found: '{path}'.") from None
-        except (OSError, ValueError) as error:
-            raise ValueError(
-                f"Vocabulary file '{path}' cannot be read: {error}"
-            ) from None
-        try:
-            kind = values.get("kind", "char")
-            return cls(None if kind == "byte" else values["units"], kind=kind)
-        except (AttributeError, KeyError, TypeError, ValueError) as error:
-            raise ValueError(
-                f"Vocabulary file '{path}' is corrupt: it must hold a JSON "
-                'object {"kind": ..., "units": [...]} as written by '
-                f"`train`. ({type(error).__name__}: {error})"
-            ) from None
+        return load_vocabulary(path)
+
+
+def save_json(values, path):
+    """Writes a vocabulary's JSON (atomically); returns the path."""
+    text = json.dumps(values, ensure_ascii=True) + "\n"
+    return atomic_write_text(path, text)
+
+
+def build_vocabulary(text, kind="char", vocabulary_size=None):
+    """The vocabulary of kind `kind` learned from `text`.
+
+    `vocabulary_size` bounds a subword vocabulary (special ids included).
+    """
+    if kind not in ALL_KINDS:
+        raise ValueError(
+            f"Argument `kind` must be one of {list(ALL_KINDS)}. "
+            f"Received: kind={kind!r}"
+        )
+    if kind == "sentencepiece":
+        from recipes.text_generation.subword import SubwordVocabulary
+
+        return SubwordVocabulary.train(text, vocabulary_size)
+    return Vocabulary.from_text(text, kind=kind)
+
+
+def load_vocabulary(path):
+    """Reads a vocabulary file of any kind; errors name the file."""
+    path = pathlib.Path(path)
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"Vocabulary file not found: '{path}'.") from None
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"Vocabulary file '{path}' cannot be read: {error}"
+        ) from None
+    try:
+        if values.get("kind") == "sentencepiece":
+            from recipes.text_generation.subword import SubwordVocabulary
+
+            return SubwordVocabulary.from_json(values)
+        return Vocabulary.from_json(values)
+    except (
+        AttributeError,
+        KeyError,
+        RuntimeError,
+        TypeError,
+        ValueError,
+    ) as error:
+        # RuntimeError: SentencePiece refusing a corrupt model.
+        raise ValueError(
+            f"Vocabulary file '{path}' is corrupt: it must hold a JSON "
+            'object {"kind": ..., ...} as written by `train`. '
+            f"({type(error).__name__}: {error})"
+        ) from None
