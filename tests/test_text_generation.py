@@ -52,15 +52,22 @@ TINY = {
 }
 
 
+def write_slice(tmp_path_factory, name, characters=20000):
+    """A new folder and, in it, the first characters of Tiny Shakespeare
+    as a file; returns the folder, the file and the text."""
+    if not SHAKESPEARE.is_file():
+        pytest.skip("SKIPSEQ_DATA_DIR has no Tiny Shakespeare")
+    root = tmp_path_factory.mktemp(name)
+    text = SHAKESPEARE.read_text("utf-8")[:characters]
+    path = root / "slice.txt"
+    path.write_text(text, "utf-8")
+    return root, path, text
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """A tiny Transformer trained for 40 steps on 20k real characters."""
-    if not SHAKESPEARE.is_file():
-        pytest.skip("SKIPSEQ_DATA_DIR has no Tiny Shakespeare")
-    root = tmp_path_factory.mktemp("lm")
-    text_file = root / "slice.txt"
-    text = SHAKESPEARE.read_text("utf-8")[:20000]
-    text_file.write_text(text, "utf-8")
+    root, text_file, text = write_slice(tmp_path_factory, "lm")
     config = {**DEFAULTS, **TINY, "text_file": str(text_file)}
 
     # The loss of the same model before training, for comparison.
@@ -712,11 +719,7 @@ def test_export_reloads_in_fresh_process(trained_run, tmp_path):
 @pytest.fixture(scope="module")
 def subword_rnn_run(tmp_path_factory):
     """A tiny GRU on SentencePiece units, trained on 20k characters."""
-    if not SHAKESPEARE.is_file():
-        pytest.skip("SKIPSEQ_DATA_DIR has no Tiny Shakespeare")
-    root = tmp_path_factory.mktemp("subword")
-    text_file = root / "slice.txt"
-    text_file.write_text(SHAKESPEARE.read_text("utf-8")[:20000], "utf-8")
+    root, text_file, _ = write_slice(tmp_path_factory, "subword")
     config = {
         **DEFAULTS,
         **TINY,

@@ -11,6 +11,8 @@ with the file and the key named instead of being silently ignored.
 import json
 import pathlib
 
+from recipes.common.files import read_text
+
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -103,14 +105,7 @@ def load_config_file(path, defaults):
             wrong type. The message names the file (and the key).
     """
     path = pathlib.Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"Config file not found: '{path}'.") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(
-            f"Config file '{path}' cannot be read: {error}"
-        ) from None
+    text = read_text(path, "Config", ConfigError)
     try:
         values = json.loads(text)
     except json.JSONDecodeError as error:

@@ -31,6 +31,21 @@ def default_directory_mode():
     return 0o777 & ~_umask()
 
 
+def read_text(path, what, error=ValueError):
+    """The UTF-8 text of the file `path`.
+
+    A missing or unreadable file raises `error` with a message that names
+    it as a `what` file ("Config", "Vocabulary") and gives its path.
+    """
+    path = pathlib.Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{what} file not found: '{path}'.") from None
+    except (OSError, UnicodeDecodeError) as reason:
+        raise error(f"{what} file '{path}' cannot be read: {reason}") from None
+
+
 def atomic_write_text(path, text):
     """Writes `text` to `path` (UTF-8) through a temporary file."""
     path = pathlib.Path(path)

@@ -15,7 +15,7 @@ import pathlib
 import keras_hub
 import tensorflow as tf
 
-from recipes.common.files import atomic_write_text
+from recipes.common.files import atomic_write_text, read_text
 
 PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
@@ -72,14 +72,7 @@ def load_vocabulary(path):
             start with `SPECIAL_TOKENS`; the message names the file.
     """
     path = pathlib.Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise VocabularyError(f"Vocabulary file not found: '{path}'.") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise VocabularyError(
-            f"Vocabulary file '{path}' cannot be read: {error}"
-        ) from None
+    text = read_text(path, "Vocabulary", VocabularyError)
     vocabulary = text.split("\n")
     if vocabulary and vocabulary[-1] == "":
         vocabulary.pop()

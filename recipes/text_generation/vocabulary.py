@@ -18,7 +18,7 @@ import pathlib
 
 import tensorflow as tf
 
-from recipes.common.files import atomic_write_text
+from recipes.common.files import atomic_write_text, read_text
 
 PAD, UNK, BOS = "[PAD]", "[UNK]", "[BOS]"
 SPECIAL_TOKENS = (PAD, UNK, BOS)
@@ -204,11 +204,10 @@ def build_vocabulary(text, kind="char", vocabulary_size=None):
 def load_vocabulary(path):
     """Reads a vocabulary file of any kind; errors name the file."""
     path = pathlib.Path(path)
+    text = read_text(path, "Vocabulary")
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"Vocabulary file not found: '{path}'.") from None
-    except (OSError, ValueError) as error:
+        values = json.loads(text)
+    except ValueError as error:
         raise ValueError(
             f"Vocabulary file '{path}' cannot be read: {error}"
         ) from None
