@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# TensorFlow's C++ start-up chatter hides real messages; keep errors only.
+# TensorFlow's C++ logging hides real messages: keep its errors only.
+# (TensorFlow 2.21 still prints a few start-up lines before it reads this.)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 # Read datasets from the offline mirror next to the checkout when it exists.

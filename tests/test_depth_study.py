@@ -338,11 +338,11 @@ def test_interrupted_study_says_how_to_resume(tmp_path, monkeypatch, capsys):
     argv = ["--quick", "--output-dir", str(tmp_path)]
     assert command.cli_main(argv) == cli.INTERRUPTED
     assert capsys.readouterr().err == (
-        "error: interrupted by SIGINT; files already written are kept "
+        "\nerror: interrupted by SIGINT; files already written are kept "
         "(run the command again with --resume to continue the study).\n"
     )
     # The other recipes keep their own advice.
-    assert cli.run(interrupted) == cli.INTERRUPTED
+    assert cli.run(interrupted, ["train"]) == cli.INTERRUPTED
     assert "(an interrupted `train` resumes when run again)." in (
         capsys.readouterr().err
     )

@@ -1,5 +1,6 @@
 """Tests of the shared recipe machinery in `recipes.common`."""
 
+import functools
 import json
 import math
 import os
@@ -160,12 +161,51 @@ def test_cli_interrupt_is_one_line(capsys):
         return 0
 
     before = signal.getsignal(signal.SIGTERM)
-    assert cli.run(interrupted) == cli.INTERRUPTED
-    assert cli.run(terminated) == cli.INTERRUPTED
-    errors = capsys.readouterr().err.splitlines()
-    assert errors[0].startswith("error: interrupted by SIGINT; files")
-    assert errors[1].startswith("error: interrupted by SIGTERM; files")
+    assert cli.run(interrupted, ["train"]) == cli.INTERRUPTED
+    assert cli.run(terminated, ["export"]) == cli.INTERRUPTED
+    # Each message starts on a line of its own, after a progress bar.
+    assert capsys.readouterr().err.split("\n") == [
+        "",
+        "error: interrupted by SIGINT; files already written are kept (an "
+        "interrupted `train` resumes when run again).",
+        "",
+        "error: interrupted by SIGTERM; files already written are kept "
+        "(nothing is left half-written).",
+        "",
+    ]
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_check_run_dir_clears_only_leftovers_without_progress(tmp_path):
+    defaults = {"width": 8, "depth": 2}
+    run_dir = tmp_path / "run"
+    config.save_config({"width": 8, "depth": 2}, run_dir / "config.json")
+    check = functools.partial(
+        training.check_run_dir,
+        run_dir,
+        defaults=defaults,
+        config_file="config.json",
+    )
+    # The same configuration resumes; nothing to clear.
+    assert check(config={"width": 8, "depth": 2}, overwrite=False) is False
+    # Another one, with no backup: the run never finished an epoch.
+    assert check(config={"width": 16, "depth": 2}, overwrite=False) is True
+    # With a backup there is progress to lose.
+    (run_dir / training.BACKUP_DIR).mkdir()
+    with pytest.raises(config.ConfigError, match=r"keys \['width'\] differ"):
+        check(config={"width": 16, "depth": 2}, overwrite=False)
+    assert check(config={"width": 16, "depth": 2}, overwrite=True) is True
+    (run_dir / training.WEIGHTS_FILE).write_bytes(b"")
+    with pytest.raises(FileExistsError, match="already holds a trained"):
+        check(config={"width": 8, "depth": 2}, overwrite=False)
+
+
+def test_cli_broken_pipe_is_quiet(capsys):
+    def reader_went_away(argv):
+        raise BrokenPipeError
+
+    assert cli.run(reader_went_away, []) == cli.BROKEN_PIPE
+    assert capsys.readouterr().err == ""
 
 
 # --- files ---------------------------------------------------------------

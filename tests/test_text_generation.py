@@ -255,6 +255,8 @@ def test_loss_falls_and_report(trained_run):
     assert report["val_loss_nats_per_char"] < before - 0.5
     saved = json.loads((trained_run["dir"] / "report.json").read_text())
     assert saved == report
+    # A run without a resume: its only session is all its time.
+    assert report["train_seconds_total"] == report["train_seconds"] > 0
     np.testing.assert_allclose(
         report["val_perplexity_per_char"],
         np.exp(report["val_loss_nats_per_char"]),
@@ -483,7 +485,9 @@ def test_bad_inputs(trained_run):
     assert text == "\u00e9\u00e9" + vocab.decode(unknown)
     assert len(text) == 7
 
-    with pytest.raises(ValueError, match="`temperature` must be a number"):
+    with pytest.raises(
+        ValueError, match="`temperature` must be a finite number"
+    ):
         generation.generate_text(sampler, vocab, ["a"], 3, temperature=-0.5)
     with pytest.raises(ValueError, match=r"`top_p` must be a number in"):
         generation.ChunkDecoder(trained_run["model"], 4, 2, top_p=1.5)
@@ -511,12 +515,17 @@ def test_train_never_clobbers_or_mixes_runs(trained_run, tmp_path):
         "pass --overwrite or choose another --output-dir."
     )
     assert weights.read_bytes() == before
-    # An unfinished run resumes only with its own configuration.
+    # An unfinished run (one with a backup of an epoch) resumes only with
+    # its own configuration.
     unfinished = tmp_path / "unfinished"
     save_config(config, unfinished / "config.json")
+    (unfinished / "backup").mkdir()
     with pytest.raises(ConfigError, match=r"keys \['learning_rate'\] differ"):
         training.train({**config, "learning_rate": 0.5}, unfinished)
-    assert sorted(p.name for p in unfinished.iterdir()) == ["config.json"]
+    assert sorted(p.name for p in unfinished.iterdir()) == [
+        "backup",
+        "config.json",
+    ]
 
 
 @needs_data
@@ -535,6 +544,7 @@ def test_interrupted_training_resumes(trained_run, tmp_path):
     report = training.train(config, run_dir, verbose=0)
     # 20 restored steps and the 20 of the second epoch, not 40 new ones.
     assert report["steps"] == config["max_steps"] == 40
+    assert report["train_seconds_total"] > report["train_seconds"]
     assert (run_dir / "vocabulary.json").read_text() == vocabulary
     assert (run_dir / "model.weights.h5").is_file()
     assert not (run_dir / "backup").exists()
@@ -563,6 +573,34 @@ def test_load_run_errors_name_the_file(trained_run, tmp_path):
     vocab_path.write_text('{"kind":', "utf-8")
     with pytest.raises(ValueError, match="vocabulary.json' cannot be read"):
         training.load_run(run_dir)
+    # A vocabulary of another run: the weights cannot match its size.
+    Vocabulary.from_text("abc").save(vocab_path)
+    with pytest.raises(ValueError) as info:
+        training.load_run(run_dir)
+    assert "does not match the model" in str(info.value)
+    assert str(info.value).endswith(
+        f"(the model was built from '{config_path}' and the 6 ids of "
+        f"'{vocab_path}')"
+    )
+
+
+@needs_data
+def test_a_run_that_cannot_start_leaves_nothing(trained_run, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("To be, or not to be.", "utf-8")
+    config = {**trained_run["config"], "text_file": str(short)}
+    run_dir = tmp_path / "run"
+    with pytest.raises(ValueError, match="training text is too short"):
+        training.train(config, run_dir, verbose=0)
+    assert not run_dir.exists() or not list(run_dir.iterdir())
+    subword = {**config, "tokenizer": "sentencepiece", "vocabulary_size": 9}
+    with pytest.raises(ValueError) as info:
+        training.train(subword, run_dir, verbose=0)
+    assert str(info.value) == (
+        "Config key `vocabulary_size` must be at least 13 for this training "
+        "text: a unit for each of its characters and the special tokens. "
+        "Received: vocabulary_size=9"
+    )
 
 
 @needs_data
@@ -583,12 +621,22 @@ def test_top_k_above_vocabulary_and_export_target(trained_run, capsys):
     assert (run_dir / "model.weights.h5").is_file()
 
 
-def test_cli_bad_temperature_exits_with_message(capsys):
-    argv = ["generate", "--run-dir", "/nonexistent", "--temperature", "-1"]
-    from recipes.common import cli
-
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--temperature", "-1"], "`temperature` must be a finite number"),
+        (["--temperature", "inf"], "`temperature` must be a finite number"),
+        (
+            ["--method", "greedy", "--temperature", "0.5"],
+            "Argument `temperature` shapes sampling, and method='greedy' "
+            "does not sample. Received: temperature=0.5",
+        ),
+    ],
+)
+def test_cli_bad_temperature_exits_with_message(flags, message, capsys):
+    argv = ["generate", "--run-dir", "/nonexistent", *flags]
     assert cli.run(cli_main.main, argv) == 2
-    assert "`temperature` must be a number >= 0" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -610,7 +658,9 @@ def test_cli_help(command, expected, capsys):
 
 
 @needs_data
-def test_cli_generate_streams_what_generate_text_returns(trained_run, capsys):
+def test_cli_generate_streams_what_generate_text_returns(
+    trained_run, capsys, caplog
+):
     vocab, sampler = trained_run["vocabulary"], trained_run["sampler"]
     (expected,) = generation.generate_text(
         sampler, vocab, ["KING:"], 19, 0.8, seed=4
@@ -621,6 +671,11 @@ def test_cli_generate_streams_what_generate_text_returns(trained_run, capsys):
     for extra in ([], ["--no-stream"]):
         assert cli.run(cli_main.main, argv + extra) == 0
         assert capsys.readouterr().out == expected + "\n"
+    # Characters the model never saw are worth a warning.
+    argv[argv.index("KING:")] = "\u00e9t\u00e9"
+    with caplog.at_level("WARNING"):
+        assert cli.run(cli_main.main, argv) == 0
+    assert "2 unit(s) of the prompt never occur" in caplog.text
     argv = ["generate", "--run-dir", str(trained_run["dir"]), "--top-k"]
     assert cli.run(cli_main.main, argv + ["2", "--method", "beam"]) == 2
     assert "does not sample" in capsys.readouterr().err
@@ -664,11 +719,16 @@ for t in (0.0, 0.9):
 out = generate(prompts=prompts, num_new_tokens=tf.constant(0),
                temperature=tf.constant(1.0), seed=tf.constant(7))
 print([text.decode("utf-8") for text in out["text"].numpy()])
-try:
-    generate(prompts=prompts, num_new_tokens=tf.constant(3),
-             temperature=tf.constant(-1.0), seed=tf.constant(7))
-except tf.errors.InvalidArgumentError as error:
-    print("temperature" in error.message)
+# Each bad argument fails with a message that names it.
+for name, bad in [("temperature", dict(temperature=tf.constant(-1.0))),
+                  ("num_new_tokens", dict(num_new_tokens=tf.constant(-3))),
+                  ("prompts", dict(prompts=tf.constant([], tf.string)))]:
+    arguments = dict(prompts=prompts, num_new_tokens=tf.constant(3),
+                     temperature=tf.constant(1.0), seed=tf.constant(7))
+    try:
+        generate(**{**arguments, **bad})
+    except tf.errors.InvalidArgumentError as error:
+        print(f"Argument `{name}`" in error.message)
 """
 
 
@@ -682,7 +742,7 @@ def reload_export(path, cwd, needs_text=False):
         env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout.split("\n")[:6]
+    return result.stdout.split("\n")[:8]
 
 
 def expected_reload(decoder, vocabulary):
@@ -691,7 +751,7 @@ def expected_reload(decoder, vocabulary):
         expected += generation.generate_text(
             decoder, vocabulary, ["ROMEO:", ""], 11, t, seed=7
         )
-    return [repr(t) for t in expected] + ["['ROMEO:', '']", "True"]
+    return [repr(t) for t in expected] + ["['ROMEO:', '']"] + ["True"] * 3
 
 
 @needs_data

@@ -10,6 +10,7 @@ a one-line message and exit status 2 instead of a traceback.
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 
@@ -19,6 +20,8 @@ from recipes.common.config import ConfigError, apply_overrides, load_config
 USER_ERRORS = (ConfigError, FileNotFoundError, FileExistsError, ValueError)
 # Exit status of a program stopped by Ctrl-C (128 + SIGINT).
 INTERRUPTED = 130
+# Exit status when the reader of stdout went away (128 + SIGPIPE).
+BROKEN_PIPE = 141
 # How to continue after an interruption; a recipe resuming otherwise
 # passes its own `interrupted_note` to `run`.
 INTERRUPTED_NOTE = "an interrupted `train` resumes when run again"
@@ -128,12 +131,26 @@ def run(main, argv=None, interrupted_note=INTERRUPTED_NOTE):
         return 2
     except KeyboardInterrupt as error:
         name = str(error) or "SIGINT"
+        words = sys.argv[1:] if argv is None else list(argv)
+        if interrupted_note == INTERRUPTED_NOTE and "train" not in words:
+            # Only training resumes; other commands write atomically.
+            interrupted_note = "nothing is left half-written"
+        # A progress bar may have left its line open.
         print(
-            f"error: interrupted by {name}; files already written are "
+            f"\nerror: interrupted by {name}; files already written are "
             f"kept ({interrupted_note}).",
             file=sys.stderr,
         )
         return INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, and keep
+        # Python from failing again when it flushes stdout at exit.
+        try:
+            stdout = sys.stdout.fileno()
+        except (AttributeError, OSError, ValueError):
+            return BROKEN_PIPE  # Not a real file (a test's capture).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout)
+        return BROKEN_PIPE
     finally:
         signal.signal(signal.SIGTERM, previous)
 

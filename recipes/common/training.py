@@ -94,6 +94,11 @@ class TimeLimit(keras.callbacks.Callback):
         self._recorded = {}
 
     @property
+    def resumed_seconds(self):
+        """Training seconds of the sessions before a resume (0 if none)."""
+        return self._offset
+
+    @property
     def seconds(self):
         """Training seconds used, including those before a resume."""
         if self._start is None:
@@ -279,30 +284,47 @@ def make_callbacks(
 def check_run_dir(run_dir, config, defaults, config_file, overwrite):
     """Refuses to clobber a finished or different run in `run_dir`.
 
-    A run directory with a saved configuration (`config_file`) but no
-    final weights is an interrupted run: it resumes if that configuration
-    equals `config` (over the keys of `defaults`). One with final weights
-    is finished: it is replaced only with `overwrite`.
+    A run directory with final weights is finished: it is replaced only
+    with `overwrite`. One with a backup but no final weights is an
+    interrupted run: it resumes if its saved configuration (`config_file`)
+    equals `config` over the keys of `defaults`. A saved configuration
+    with no backup is what a run left that stopped before its first
+    epoch ended: there is no progress to keep.
+
+    Returns:
+        True when the caller should clear the run's files before
+        training: with `overwrite`, or when leftovers of a run that never
+        finished an epoch have another configuration (logged).
     """
     run_dir = pathlib.Path(run_dir)
     if overwrite:
-        return
+        return True
     if (run_dir / WEIGHTS_FILE).exists():
         raise FileExistsError(
             f"'{run_dir}' already holds a trained model ({WEIGHTS_FILE}); "
             "pass --overwrite or choose another --output-dir."
         )
     saved = run_dir / config_file
-    if saved.exists():
-        previous = load_config_file(saved, defaults)
-        changed = sorted(k for k in defaults if previous[k] != config[k])
-        if changed:
-            raise ConfigError(
-                f"'{run_dir}' holds an unfinished run with another "
-                f"configuration (keys {changed} differ from '{saved}'); "
-                "resume it with the same configuration, or pass "
-                "--overwrite or another --output-dir."
-            )
+    if not saved.exists():
+        return False
+    previous = load_config_file(saved, defaults)
+    changed = sorted(k for k in defaults if previous[k] != config[k])
+    if not changed:
+        return False
+    if not (run_dir / BACKUP_DIR).exists():
+        logger.info(
+            "'%s' holds files of a run that stopped before its first epoch "
+            "ended, with another configuration (keys %s); starting afresh.",
+            run_dir,
+            changed,
+        )
+        return True
+    raise ConfigError(
+        f"'{run_dir}' holds an unfinished run with another "
+        f"configuration (keys {changed} differ from '{saved}'); "
+        "resume it with the same configuration, or pass "
+        "--overwrite or another --output-dir."
+    )
 
 
 def clear_run_dir(run_dir, file_names):

@@ -23,12 +23,16 @@ one compiled call of `chunk_length` tokens, a configuration key).
 """
 
 import json
+import logging
 import os
 import sys
 
 from recipes.common import cli
 from recipes.text_generation import generation
 from recipes.text_generation.config import DEFAULTS
+from recipes.text_generation.vocabulary import UNK_ID
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "lm_char_transformer"
 KEY_HELP = {
@@ -136,8 +140,8 @@ def make_parser():
     generate.add_argument(
         "--temperature",
         type=float,
-        default=1.0,
-        help="sampling temperature; 0 means greedy (default: 1.0)",
+        default=None,
+        help="sampling temperature; 0 means greedy (sample only; default: 1.0)",
     )
     generate.add_argument(
         "--top-k",
@@ -192,9 +196,16 @@ def make_parser():
 
 
 def run_generate(args):
+    if args.temperature is not None and args.method != "sample":
+        raise ValueError(
+            f"Argument `temperature` shapes sampling, and method="
+            f"{args.method!r} does not sample. Received: "
+            f"temperature={args.temperature!r}"
+        )
+    temperature = 1.0 if args.temperature is None else args.temperature
     generation.check_generation_args(
         args.num_new_tokens,
-        args.temperature,
+        temperature,
         args.top_k,
         args.top_p,
         args.beam_size,
@@ -214,12 +225,19 @@ def run_generate(args):
         beam_size=args.beam_size,
     )
     prompt_ids = [vocabulary.encode(args.prompt)]
+    unknown = prompt_ids[0].count(UNK_ID)
+    if unknown:
+        logger.warning(
+            "%d unit(s) of the prompt never occur in the training text; "
+            "the model reads them as the unknown token.",
+            unknown,
+        )
     decode = vocabulary.stream_decoder()
     pieces = []
     if not args.no_stream:
         print(args.prompt, end="", flush=True)
     for new in generation.generate_ids(
-        decoder, prompt_ids, args.num_new_tokens, args.temperature, args.seed
+        decoder, prompt_ids, args.num_new_tokens, temperature, args.seed
     ):
         text = decode(new[0].tolist())
         pieces.append(text)

@@ -17,8 +17,9 @@ generate(prompts=tf.constant(["ROMEO:"]), num_new_tokens=tf.constant(100),
          temperature=tf.constant(0.8), seed=tf.constant(1))["text"]
 ```
 
-A negative temperature fails with `InvalidArgumentError` naming
-`temperature`.
+A negative or infinite temperature, a negative number of new tokens or
+an empty batch of prompts fails with `InvalidArgumentError` naming the
+argument.
 """
 
 import tensorflow as tf
@@ -60,16 +61,34 @@ class GenerationModule(tf.Module):
         )
 
     def _generate(self, prompts, num_new_tokens, temperature, seed):
-        tf.debugging.assert_greater_equal(
-            temperature,
-            0.0,
-            message="Argument `temperature` must be >= 0 (0 means greedy)",
-        )
-        tf.debugging.assert_greater_equal(
-            num_new_tokens,
-            0,
-            message="Argument `num_new_tokens` must be >= 0",
-        )
+        checks = [
+            tf.debugging.assert_greater_equal(
+                temperature,
+                0.0,
+                message="Argument `temperature` must be >= 0 (0 means greedy)",
+            ),
+            tf.debugging.assert_less(
+                temperature,
+                float("inf"),
+                message="Argument `temperature` must be finite",
+            ),
+            tf.debugging.assert_greater_equal(
+                num_new_tokens,
+                0,
+                message="Argument `num_new_tokens` must be >= 0",
+            ),
+            tf.debugging.assert_greater(
+                tf.size(prompts),
+                0,
+                message="Argument `prompts` must hold at least one string",
+            ),
+        ]
+        # Nothing may run before the checks: a negative count would fail
+        # first in an op whose message names no argument.
+        with tf.control_dependencies(checks):
+            prompts = tf.identity(prompts)
+            num_new_tokens = tf.identity(num_new_tokens)
+            temperature = tf.identity(temperature)
         ids = self.encoder(prompts)
         lengths = tf.cast(ids.row_lengths(), "int32")
         batch = tf.shape(prompts)[0]

@@ -22,6 +22,7 @@ logit, which makes sampling exactly greedy. Beam search keeps the best
 beam of each chunk and starts the next chunk from it alone.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -67,10 +68,10 @@ def check_generation_args(
     if (
         not isinstance(temperature, numbers.Real)
         or isinstance(temperature, bool)
-        or not temperature >= 0
+        or not 0 <= temperature < math.inf
     ):
         raise ValueError(
-            "Argument `temperature` must be a number >= 0 (0 means "
+            "Argument `temperature` must be a finite number >= 0 (0 means "
             f"greedy). Received: temperature={temperature!r}"
         )
     if top_k is not None and (

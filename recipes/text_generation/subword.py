@@ -16,6 +16,7 @@ never had; they decode to nothing), `[BOS]` 2, as in `Vocabulary`.
 
 import base64
 import io
+import re
 
 import tensorflow as tf
 
@@ -80,29 +81,44 @@ class SubwordVocabulary:
             # The newline must be a piece even if this text has none.
             text += "\n"
         model = io.BytesIO()
-        sentencepiece.SentencePieceTrainer.train(
-            sentence_iterator=_trainer_sentences(text),
-            model_writer=model,
-            vocab_size=vocabulary_size,
-            hard_vocab_limit=False,
-            model_type=model_type,
-            character_coverage=1.0,
-            normalization_rule_name="identity",
-            remove_extra_whitespaces=False,
-            add_dummy_prefix=False,
-            user_defined_symbols=["\n"],
-            max_sentence_length=4 * _TRAIN_PIECE_CHARACTERS,
-            pad_id=PAD_ID,
-            unk_id=UNK_ID,
-            bos_id=BOS_ID,
-            eos_id=-1,
-            pad_piece=PAD,
-            unk_piece=UNK,
-            bos_piece=BOS,
-            unk_surface="",
-            num_threads=1,
-            minloglevel=2,
-        )
+        try:
+            sentencepiece.SentencePieceTrainer.train(
+                sentence_iterator=_trainer_sentences(text),
+                model_writer=model,
+                vocab_size=vocabulary_size,
+                hard_vocab_limit=False,
+                model_type=model_type,
+                character_coverage=1.0,
+                normalization_rule_name="identity",
+                remove_extra_whitespaces=False,
+                add_dummy_prefix=False,
+                user_defined_symbols=["\n"],
+                max_sentence_length=4 * _TRAIN_PIECE_CHARACTERS,
+                pad_id=PAD_ID,
+                unk_id=UNK_ID,
+                bos_id=BOS_ID,
+                eos_id=-1,
+                pad_piece=PAD,
+                unk_piece=UNK,
+                bos_piece=BOS,
+                unk_surface="",
+                num_threads=1,
+                minloglevel=2,
+            )
+        except RuntimeError as error:
+            # SentencePiece says e.g. "Vocabulary size is smaller than
+            # required_chars. 60 vs 61." when the text has more characters.
+            needed = re.search(
+                r"smaller than required_chars\. \d+ vs (\d+)", str(error)
+            )
+            if needed is None:
+                raise
+            raise ValueError(
+                "Config key `vocabulary_size` must be at least "
+                f"{needed.group(1)} for this training text: a unit for each "
+                "of its characters and the special tokens. "
+                f"Received: vocabulary_size={vocabulary_size}"
+            ) from None
         return cls(model.getvalue())
 
     @property

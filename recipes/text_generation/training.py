@@ -108,21 +108,19 @@ def train(config, run_dir, overwrite=False, extra_callbacks=(), verbose="auto"):
     check_config(config)
     harness.check_decay_by_time(config)
     run_dir = pathlib.Path(run_dir)
-    harness.check_run_dir(run_dir, config, DEFAULTS, CONFIG_FILE, overwrite)
-    if overwrite:
+    if harness.check_run_dir(run_dir, config, DEFAULTS, CONFIG_FILE, overwrite):
         harness.clear_run_dir(
             run_dir, (CONFIG_FILE, VOCABULARY_FILE, REPORT_FILE)
         )
     keras.utils.set_random_seed(config["seed"])
     train_text, val_text = data.split_corpus(data.load_corpus(config), config)
     vocabulary_path = run_dir / VOCABULARY_FILE
-    if vocabulary_path.exists():
-        # A resumed run keeps the ids its backup was trained with.
+    resuming = vocabulary_path.exists()
+    if resuming:
+        # An unfinished run of this configuration keeps its ids.
         vocabulary = load_vocabulary(vocabulary_path)
     else:
         vocabulary = data.build_vocabulary(train_text, config)
-        vocabulary.save(vocabulary_path)
-    save_config(config, run_dir / CONFIG_FILE)
 
     model = build_model(config, vocabulary.size)
     time_progress = harness.time_progress_variable(config)
@@ -138,11 +136,23 @@ def train(config, run_dir, overwrite=False, extra_callbacks=(), verbose="auto"):
         config["seed"],
         config["bos_rate"],
     )
+    if len(val_ids) <= context:
+        logger.warning(
+            "The validation text has %d tokens, fewer than one context of "
+            "%d: its loss says little.",
+            len(val_ids),
+            context,
+        )
     val_data = data.evaluation_windows(val_ids, context, config["batch_size"])
     if config["validation_steps"] > 0:
         val_data = val_data.shuffle(10000, seed=0).take(
             config["validation_steps"]
         )
+    # Written only now, when every check has passed, so that a run that
+    # fails to start leaves nothing behind.
+    if not resuming:
+        vocabulary.save(vocabulary_path)
+    save_config(config, run_dir / CONFIG_FILE)
     callbacks, time_limit, counter = harness.make_callbacks(
         run_dir,
         max_seconds=config["max_train_seconds"] or None,
@@ -163,9 +173,10 @@ def train(config, run_dir, overwrite=False, extra_callbacks=(), verbose="auto"):
     report.update(
         {
             "train_seconds": round(seconds, 1),
-            # With the time before any resume: what `max_train_seconds`
-            # limits.
-            "train_seconds_total": round(time_limit.seconds, 1),
+            # With the sessions before a resume.
+            "train_seconds_total": round(
+                time_limit.resumed_seconds + seconds, 1
+            ),
             "steps": counter.steps,
             "stopped_by_time_limit": time_limit.stopped,
             "parameters": model.count_params(),
@@ -230,7 +241,15 @@ def load_run(run_dir):
     config = check_config(load_config_file(config_path, DEFAULTS))
     vocabulary = load_vocabulary(run_dir / VOCABULARY_FILE)
     model = build_model(config, vocabulary.size)
-    harness.load_weights(model, run_dir / harness.WEIGHTS_FILE)
+    try:
+        harness.load_weights(model, run_dir / harness.WEIGHTS_FILE)
+    except ValueError as error:
+        # The model's shapes come from config.json and the vocabulary
+        # size, so a swapped vocabulary shows up here too.
+        raise ValueError(
+            f"{error} (the model was built from '{config_path}' and the "
+            f"{vocabulary.size} ids of '{run_dir / VOCABULARY_FILE}')"
+        ) from error
     return config, vocabulary, model
 
 

@@ -187,8 +187,10 @@ def train(config, run_dir, overwrite=False, callbacks=(), verbose="auto"):
     check_search_settings(config)
     check_time_limit(config)
     training.check_decay_by_time(config, config["strategy"])
-    training.check_run_dir(run_dir, config, DEFAULTS, CONFIG_FILE, overwrite)
-    if overwrite and is_chief:
+    clear = training.check_run_dir(
+        run_dir, config, DEFAULTS, CONFIG_FILE, overwrite
+    )
+    if clear and is_chief:
         clear_run_dir(run_dir)
     keras.utils.set_random_seed(config["seed"])
 
@@ -285,7 +287,7 @@ def train(config, run_dir, overwrite=False, callbacks=(), verbose="auto"):
         "stopped_by_time_limit": time_limit.stopped,
         "train_seconds": seconds,
         # With the time before any resume: what `max_train_seconds` limits.
-        "train_seconds_total": round(time_limit.seconds, 1),
+        "train_seconds_total": round(time_limit.resumed_seconds + seconds, 1),
         "replicas": replicas,
         "global_batch_size": batch,
     }
