@@ -109,10 +109,13 @@ def test_plain_transformer_blocks_have_no_skip():
 
 
 def test_plain_residual_rejects_stochastic_depth_in_a_stack():
-    with pytest.raises(ValueError, match="stochastic_depth_rate=0.1"):
+    # At construction, naming the stack's own rate (not a block's share).
+    with pytest.raises(
+        ValueError, match="residual='plain', stochastic_depth_rate=0.2"
+    ):
         TransformerDecoder(
             2, 16, num_heads=2, residual="plain", stochastic_depth_rate=0.2
-        ).build((None, 5, 8))
+        )
 
 
 def test_make_config_checks_settings():

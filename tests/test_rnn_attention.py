@@ -1,5 +1,6 @@
 import doctest
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -136,3 +137,22 @@ def test_bad_shapes_are_named():
             source,
             value_mask=np.ones((2, 5), bool),
         )
+
+
+@pytest.mark.parametrize("score", ["general", "additive"])
+def test_a_policy_given_to_the_layer_reaches_its_projections(score):
+    attention = RNNAttention(score, units=6, dtype="mixed_float16")
+    query = np.random.default_rng(0).normal(size=(2, 3, 4))
+    value = np.random.default_rng(1).normal(size=(2, 4, 4))
+    context, weights = attention(
+        query.astype("float32"), value.astype("float32"), value_mask=VALUE_MASK
+    )
+    assert keras.backend.standardize_dtype(context.dtype) == "float16"
+    projections = attention._flatten_layers(include_self=False)
+    assert {p.dtype_policy.name for p in projections} == {"mixed_float16"}
+    # Weights stay a distribution under float16.
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(ops.sum(ops.cast(weights, "float32"), -1)),
+        1.0,
+        atol=1e-2,
+    )

@@ -116,9 +116,10 @@ def test_encoder_block_equals_formula(residual):
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
-def test_decoder_block_pre_norm_equals_formula_with_cross_attention():
+@pytest.mark.parametrize("residual", ["pre", "post"])
+def test_decoder_block_equals_formula_with_cross_attention(residual):
     x, source = inputs(length=4), inputs(length=6, seed=2)
-    block = TransformerDecoderBlock(HIDDEN, HEADS, normalize_first=True)
+    block = TransformerDecoderBlock(HIDDEN, HEADS, residual=residual)
     block(x, source)
     randomize(block)
     cross = block.cross_attention.sublayer
@@ -139,14 +140,27 @@ def test_decoder_block_pre_norm_equals_formula_with_cross_attention():
         return out + to_np(cross.output_bias)
 
     causal = np.tril(np.ones((4, 4), bool))[None].repeat(2, 0)
-    h = x + np_attention(
-        np_layer_norm(x, block.self_attention.input_norm),
-        block.self_attention.sublayer,
-        causal,
-    )
-    h = h + np_cross(np_layer_norm(h, block.cross_attention.input_norm))
-    ffn_in = np_layer_norm(h, block.feedforward.input_norm)
-    expected = h + np_feedforward(ffn_in, block.feedforward.sublayer)
+
+    def self_attention(h):
+        return np_attention(h, block.self_attention.sublayer, causal)
+
+    def ffn(h):
+        return np_feedforward(h, block.feedforward.sublayer)
+
+    sublayers = [
+        (block.self_attention, self_attention),
+        (block.cross_attention, np_cross),
+        (block.feedforward, ffn),
+    ]
+    h = x
+    for residual_layer, branch in sublayers:
+        if residual == "pre":
+            # y = x + F(LN(x))
+            h = h + branch(np_layer_norm(h, residual_layer.input_norm))
+        else:
+            # y = LN(x + F(x))
+            h = np_layer_norm(h + branch(h), residual_layer.output_norm)
+    expected = h
     got = block(x, source, encoder_padding_mask=source_padding)
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
@@ -391,6 +405,18 @@ X = np.ones((2, 5, 8), "float32")
         (
             lambda: TransformerDecoder(2, 32, 2, layer_norm_epsilon=-1),
             "layer_norm_epsilon=-1",
+        ),
+        (
+            lambda: TransformerEncoder(
+                2, 32, 2, residual="plain", stochastic_depth_rate=0.1
+            ),
+            "residual='plain', stochastic_depth_rate=0.1",
+        ),
+        (
+            lambda: TransformerDecoderBlock(
+                32, 2, residual="plain", stochastic_depth_rate=0.2
+            ),
+            "residual='plain', stochastic_depth_rate=0.2",
         ),
     ],
 )

@@ -41,6 +41,23 @@ def test_padded_encoder_equals_unpadded(residual):
     np.testing.assert_allclose(to_np(explicit), padded, atol=1e-6)
 
 
+@pytest.mark.parametrize("residual", ["pre", "post", "rezero"])
+def test_keras_embedding_mask_is_honoured(residual):
+    # A plain `keras.layers.Embedding(mask_zero=True)`, as keras-hub's
+    # TransformerEncoder ignores (keras-hub issue 2220).
+    embed = keras.layers.Embedding(VOCAB, WIDTH, mask_zero=True)
+    encoder = TransformerEncoder(2, HIDDEN, HEADS, residual=residual)
+    decoder = TransformerDecoder(2, HIDDEN, HEADS, residual=residual)
+    source, target = token_ids([7, 3], 7, 1), token_ids([5, 2], 5, 2)
+
+    def run(source, target):
+        return to_np(decoder(embed(target), encoder(embed(source))))
+
+    padded = run(source, target)
+    alone = run(source[1:, :3], target[1:, :2])
+    np.testing.assert_allclose(padded[1, :2], alone[0], atol=1e-5)
+
+
 @pytest.mark.parametrize("residual", ["pre", "deepnorm"])
 def test_padded_decoder_equals_unpadded(residual):
     source_embed = TokenAndPositionEmbedding(VOCAB, 8, WIDTH, mask_zero=True)
@@ -77,8 +94,9 @@ def test_encoder_attention_mask_is_honoured():
     np.testing.assert_allclose(masked[:, :2], to_np(encoder(x[:, :2])), 1e-5)
 
 
+@pytest.mark.parametrize("cross", [False, True], ids=["lm", "cross"])
 @pytest.mark.parametrize("residual", ["pre", "post"])
-def test_causal_with_dropout_in_training(residual):
+def test_causal_with_dropout_in_training(residual, cross):
     # Gradients of early outputs w.r.t. later inputs are exactly zero in
     # one training run, so the dropout masks are the same by construction.
     decoder = TransformerDecoder(
@@ -92,8 +110,9 @@ def test_causal_with_dropout_in_training(residual):
     )
     rng = np.random.default_rng(0)
     x = tf.Variable(rng.normal(size=(2, 6, WIDTH)).astype("float32"))
+    source = rng.normal(size=(2, 5, WIDTH)).astype("float32") if cross else None
     with tf.GradientTape() as tape:
-        outputs = decoder(x, training=True)
+        outputs = decoder(x, source, training=True)
         loss = tf.reduce_sum(outputs[:, :3] ** 2)
     gradient = to_np(tape.gradient(loss, x))
     assert np.all(gradient[:, 3:] == 0.0)
@@ -148,7 +167,7 @@ def test_token_and_position_embedding_values():
     np.testing.assert_allclose(to_np(step)[0], expected[2:], atol=1e-5)
 
 
-def translation_model(residual="pre", max_length=8):
+def translation_model(residual="pre", max_length=8, layer_aggregation=None):
     source = keras.Input((None,), dtype="int32", name="source")
     target = keras.Input((None,), dtype="int32", name="target")
     source_embed = TokenAndPositionEmbedding(
@@ -157,20 +176,28 @@ def translation_model(residual="pre", max_length=8):
     target_embed = TokenAndPositionEmbedding(
         VOCAB, max_length, WIDTH, position="sinusoidal", mask_zero=True
     )
-    encoded = TransformerEncoder(2, HIDDEN, HEADS, residual=residual)(
-        source_embed(source)
-    )
-    decoded = TransformerDecoder(2, HIDDEN, HEADS, residual=residual)(
+    stack = {"residual": residual, "layer_aggregation": layer_aggregation}
+    # The encoder's DeepNorm constants depend on the decoder's depth.
+    encoded = TransformerEncoder(
+        2, HIDDEN, HEADS, num_decoder_layers=2, **stack
+    )(source_embed(source))
+    decoded = TransformerDecoder(2, HIDDEN, HEADS, **stack)(
         target_embed(target), encoded
     )
     logits = target_embed(decoded, reverse=True)
     return keras.Model([source, target], logits)
 
 
-def test_encoder_decoder_model_keras_round_trip(tmp_path):
-    model = translation_model(residual="deepnorm")
+@pytest.mark.parametrize("residual", ["deepnorm", "pre"])
+def test_encoder_decoder_model_keras_round_trip(residual, tmp_path):
+    model = translation_model(residual=residual, layer_aggregation="dlcl")
+    # Every weight random, DLCL's identity start included, so each one
+    # must come back for the outputs to match.
+    rng = np.random.default_rng(0)
+    for weight in model.weights:
+        weight.assign(weight + 0.1 * rng.normal(size=weight.shape))
     inputs = [token_ids([6, 3], 6, 1), token_ids([5, 2], 5, 2)]
-    restored = assert_keras_round_trip(model, inputs, tmp_path, atol=1e-6)
+    restored = assert_keras_round_trip(model, inputs, tmp_path, atol=0.0)
     decoder = next(
         layer
         for layer in restored.layers
@@ -195,3 +222,32 @@ def test_mixed_precision_is_finite_on_a_fully_padded_row(policy):
     source_padding = np.array([[1, 1, 1], [0, 0, 0]], bool)
     hidden = to_np(decoder(large, large, encoder_padding_mask=source_padding))
     assert np.all(np.isfinite(hidden))
+    # The norm computes in float32: squares of 1,000 overflow float16
+    # (largest 65,504), yet it equals the float32 formula to float16
+    # precision.
+    x = np.random.default_rng(3).normal(0.0, 1000.0, (2, 3, WIDTH))
+    got = to_np(norm(x.astype("float32"))).astype("float64")
+    expected = (x - x.mean(-1, keepdims=True)) / x.std(-1, keepdims=True)
+    np.testing.assert_allclose(got, expected, atol=0.02)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_a_policy_given_to_a_stack_reaches_every_sublayer(policy):
+    # The global policy stays float32: only the stacks' `dtype` says mixed.
+    encoder = TransformerEncoder(2, HIDDEN, HEADS, dtype=policy)
+    decoder = TransformerDecoder(2, HIDDEN, HEADS, dtype=policy)
+    rng = np.random.default_rng(0)
+    source = rng.normal(size=(2, 6, WIDTH)).astype("float32")
+    target = rng.normal(size=(2, 4, WIDTH)).astype("float32")
+    source_padding = np.array([[1] * 6, [0] * 6], bool)
+    encoded = encoder(source, padding_mask=source_padding)
+    decoded = decoder(target, encoded, encoder_padding_mask=source_padding)
+    compute = policy.split("_")[1]
+    assert keras.backend.standardize_dtype(decoded.dtype) == compute
+    assert np.all(np.isfinite(to_np(decoded).astype("float32")))
+    sublayers = [
+        layer
+        for stack in (encoder, decoder)
+        for layer in stack._flatten_layers(include_self=False)
+    ]
+    assert {layer.dtype_policy.name for layer in sublayers} == {policy}

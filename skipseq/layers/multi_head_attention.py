@@ -282,7 +282,10 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         )
         self.seed = seed
         self.attention_dropout = Dropout(
-            dropout, seed=seed, name="attention_dropout"
+            dropout,
+            seed=seed,
+            name="attention_dropout",
+            dtype=self.dtype_policy,
         )
         self.is_cross_attention = False
         # Keys are masked through `attention_mask`; the Keras mask of the

@@ -106,21 +106,33 @@ class RNNAttention(keras.layers.Layer):
             )
         if self.score == "general":
             self.key_projection = keras.layers.Dense(
-                query_width, use_bias=False, name="key_projection"
+                query_width,
+                use_bias=False,
+                name="key_projection",
+                dtype=self.dtype_policy,
             )
             self.key_projection.build(key_shape)
         if self.score == "additive":
             units = self.units or key_width
             self.query_projection = keras.layers.Dense(
-                units, use_bias=True, name="query_projection"
+                units,
+                use_bias=True,
+                name="query_projection",
+                dtype=self.dtype_policy,
             )
             self.query_projection.build(query_shape)
             self.key_projection = keras.layers.Dense(
-                units, use_bias=False, name="key_projection"
+                units,
+                use_bias=False,
+                name="key_projection",
+                dtype=self.dtype_policy,
             )
             self.key_projection.build(key_shape)
             self.score_vector = keras.layers.Dense(
-                1, use_bias=False, name="score_vector"
+                1,
+                use_bias=False,
+                name="score_vector",
+                dtype=self.dtype_policy,
             )
             self.score_vector.build(tuple(query_shape[:-1]) + (units,))
         self.built = True

@@ -16,6 +16,7 @@ from skipseq.layers.residual import NORMS, make_norm
 from skipseq.layers.transformer_encoder_block import (
     NORMALIZE_FIRST,
     TransformerEncoderBlock,
+    check_plain_without_stochastic_depth,
     resolve_residual,
 )
 
@@ -41,7 +42,9 @@ def check_stack_arguments(stack):
     _checks.one_of(
         "layer_aggregation", stack.layer_aggregation, LAYER_AGGREGATIONS
     )
-    return resolve_residual(stack.residual, stack.normalize_first)
+    variant = resolve_residual(stack.residual, stack.normalize_first)
+    check_plain_without_stochastic_depth(variant, stack)
+    return variant
 
 
 def block_arguments(stack, index, alpha, beta):
@@ -74,7 +77,10 @@ def build_stack_extras(stack, shape):
     stack.final_norm = None
     if stack.variant in NORMALIZE_FIRST:
         stack.final_norm = make_norm(
-            stack.norm, stack.layer_norm_epsilon, "final_norm"
+            stack.norm,
+            stack.layer_norm_epsilon,
+            "final_norm",
+            stack.dtype_policy,
         )
         stack.final_norm.build(shape)
     stack.aggregation_weights = None

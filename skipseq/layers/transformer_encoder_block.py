@@ -28,6 +28,21 @@ RESIDUALS = {
 NORMALIZE_FIRST = ("pre", "sandwich")
 
 
+def check_plain_without_stochastic_depth(variant, layer):
+    """Raise for stochastic depth on a block without skips.
+
+    Dropping the branch of a block that has no skip would zero its
+    output; the check names the block's or stack's own arguments.
+    """
+    if variant == "plain" and layer.stochastic_depth_rate != 0.0:
+        raise ValueError(
+            'Argument `residual="plain"` leaves no skip path to fall back '
+            "on, so `stochastic_depth_rate` must be 0.0. Received: "
+            f"residual={layer.residual!r}, "
+            f"stochastic_depth_rate={layer.stochastic_depth_rate!r}"
+        )
+
+
 def resolve_residual(residual, normalize_first):
     """The residual variant named by `residual` and `normalize_first`.
 
@@ -61,6 +76,7 @@ def check_block_arguments(block):
     _checks.boolean("normalize_first", block.normalize_first)
     _checks.optional_int("seed", block.seed)
     variant = resolve_residual(block.residual, block.normalize_first)
+    check_plain_without_stochastic_depth(variant, block)
     if variant != "deepnorm":
         for name in ("deepnorm_alpha", "deepnorm_beta"):
             if getattr(block, name) != 1.0:
